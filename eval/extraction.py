@@ -1,0 +1,95 @@
+"""How well extracted journeys recover planted ones: event-level ARI/NMI and journey matching.
+
+Events are labelled by the journey that holds them; every event outside a persistent journey (in a
+transient cluster, noise, or a planted transient interest) gets one "no journey" label per user.
+So ARI and NMI measure the task itself: find the persistent interests, nothing else.
+A planted persistent journey counts as found when some extracted journey of the same user matches
+its events with Jaccard >= ``match_jaccard``; an extracted journey is precise when it matches one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import pyarrow as pa
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+MATCH_JACCARD = 0.5
+
+
+def _jaccard(a: set, b: set) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def evaluate(journeys: Iterable[tuple[str, list[str]]], truth: pa.Table, match_jaccard: float = MATCH_JACCARD) -> dict:
+    """``journeys``: (user_id, item_ids) per extracted persistent journey; ``truth``: the sample's
+    truth table (one row per event)."""
+    columns = truth.select(["user_id", "item_id", "planted_id", "kind"]).to_pydict()
+    n_events = len(columns["user_id"])
+    events_of_user_item: dict[tuple[str, str], list[int]] = defaultdict(list)
+    planted_events: dict[str, set[int]] = defaultdict(set)
+    planted_kind: dict[str, str] = {}
+    planted_user: dict[str, str] = {}
+    for index in range(n_events):
+        user, item, planted, kind = (columns[c][index] for c in ("user_id", "item_id", "planted_id", "kind"))
+        events_of_user_item[(user, item)].append(index)
+        if planted is not None:
+            planted_events[planted].add(index)
+            planted_kind[planted] = kind
+            planted_user[planted] = user
+
+    predicted = [f"{u}/none" for u in columns["user_id"]]
+    extracted_by_user: dict[str, list[set[int]]] = defaultdict(list)
+    for number, (user, item_ids) in enumerate(journeys):
+        members = {i for item in item_ids for i in events_of_user_item.get((user, item), ())}
+        for i in members:
+            predicted[i] = f"extracted/{number}"
+        extracted_by_user[user].append(members)
+
+    expected = [
+        planted if kind == "persistent" else f"{user}/none"
+        for user, planted, kind in zip(columns["user_id"], columns["planted_id"], columns["kind"])
+    ]
+
+    def best_match(planted: str) -> float:
+        candidates = extracted_by_user.get(planted_user[planted], [])
+        return max((_jaccard(planted_events[planted], j) for j in candidates), default=0.0)
+
+    persistent = [p for p, k in planted_kind.items() if k == "persistent"]
+    transient = [p for p, k in planted_kind.items() if k == "transient"]
+    found = sum(best_match(p) >= match_jaccard for p in persistent)
+    transient_reported = sum(best_match(p) >= match_jaccard for p in transient)
+
+    persistent_by_user: dict[str, list[set[int]]] = defaultdict(list)
+    for p in persistent:
+        persistent_by_user[planted_user[p]].append(planted_events[p])
+    extracted_total = sum(len(v) for v in extracted_by_user.values())
+    precise = sum(
+        any(_jaccard(j, p) >= match_jaccard for p in persistent_by_user.get(user, []))
+        for user, extracted in extracted_by_user.items()
+        for j in extracted
+    )
+    users = sorted(set(columns["user_id"]))
+    per_user = Counter({u: len(extracted_by_user.get(u, [])) for u in users})
+    planted_per_user = Counter(planted_user[p] for p in persistent)
+    return {
+        "events": n_events,
+        "users": len(users),
+        "ari": round(adjusted_rand_score(expected, predicted), 4) if n_events else None,
+        "nmi": round(normalized_mutual_info_score(expected, predicted), 4) if n_events else None,
+        "planted_journeys": len(persistent),
+        "extracted_journeys": extracted_total,
+        "journey_recall": round(found / len(persistent), 4) if persistent else None,
+        "journey_precision": round(precise / extracted_total, 4) if extracted_total else None,
+        "planted_transient": len(transient),
+        "transient_reported_as_journeys": transient_reported,
+        "journeys_per_user": round(extracted_total / len(users), 3) if users else None,
+        "planted_journeys_per_user": round(len(persistent) / len(users), 3) if users else None,
+        "journeys_per_user_histogram": {str(k): v for k, v in sorted(Counter(per_user.values()).items())},
+        "planted_per_user_histogram": {
+            str(k): v for k, v in sorted(Counter(planted_per_user.get(u, 0) for u in users).items())
+        },
+        "match_jaccard": match_jaccard,
+    }

@@ -1,0 +1,153 @@
+"""The ``journeys`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+
+from journeys import logs
+
+# Quiet, offline defaults: no hub calls for packaged models, no download progress bars.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DESCRIPTION = """\
+Turn users' activity histories into persistent, named interest journeys.
+
+  sample    write a synthetic sample with ground truth (events, items, truth)
+  extract   cluster each user's events into journeys (an Apache Beam pipeline)
+  eval      score extracted journeys against the sample's ground truth
+  convert   turn public data sets (MovieLens) into the events/items format
+
+Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
+Run `journeys COMMAND --help` for what each command reads and writes."""
+
+
+def _sample(args) -> int:
+    from journeys import io
+    from journeys.sample.generator import SampleConfig, generate
+
+    values = {f.name: getattr(args, f.name) for f in fields(SampleConfig) if getattr(args, f.name, None) is not None}
+    data = generate(SampleConfig(**values))
+    for name in ("events", "items", "truth"):
+        io.write_table(getattr(data, name), io.join(args.out, f"{name}.parquet"))
+    print(json.dumps({"out": args.out, "events": data.events.num_rows, "items": data.items.num_rows,
+                      "users": values.get("users", SampleConfig.users)}))
+    return 0
+
+
+def _extract(args, beam_args: list[str]) -> int:
+    from pipelines import extract
+
+    argv = ["--events", args.events, "--items", args.items, "--out", args.out, *beam_args]
+    summary = extract.run(argv)
+    events = summary["events"]
+    print(json.dumps({
+        "out": args.out, "users": summary["users"]["with_valid_events"], "journeys": summary["journeys"],
+        "transient_clusters": summary["transient_clusters"], "events_read": events["read"],
+        "events_in_journeys": events["in_journeys"], "events_rejected": events["rejected"],
+        "wall_seconds": summary["wall_seconds"],
+    }))
+    return 0
+
+
+def _eval_extraction(args) -> int:
+    from eval.extraction import evaluate
+    from journeys import io, schema
+
+    journeys = io.read_table(args.journeys, columns=["user_id", "item_ids"])
+    schema.check_version(journeys.schema, "journeys", args.journeys)
+    truth = io.read_table(args.truth)
+    pairs = zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist())
+    print(json.dumps(evaluate(pairs, truth), indent=2))
+    return 0
+
+
+def _convert_movielens(args) -> int:
+    from journeys.movielens import convert
+
+    print(json.dumps({"out": args.out, **convert(args.src, args.out)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from journeys.sample.generator import SampleConfig
+
+    parser = argparse.ArgumentParser(prog="journeys", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log Beam and library details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sample = commands.add_parser(
+        "sample", help="write a synthetic sample with ground truth",
+        description="Write OUT/events.parquet, OUT/items.parquet and OUT/truth.parquet: users with 1-5 "
+        "persistent journeys, transient one-off interests and noise clicks over a catalogue of 160+ "
+        "topics in 8 domains. truth.parquet gives each event's planted interest, its kind "
+        "(persistent | transient | noise), the topic's reference name and its train/test split.")
+    sample.add_argument("--out", required=True, help="output folder (local or gs://)")
+    for f in fields(SampleConfig):
+        sample.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
+                            default=None, help=f"{f.metadata['help']} (default {f.default})")
+
+    extract = commands.add_parser(
+        "extract", help="extract persistent journeys with an Apache Beam pipeline",
+        description="Read events (user_id, item_id, timestamp, [weight], [event_type]) and items "
+        "(item_id, title, [tags], [category], [text]); write OUT/journeys/ (Parquet: one row per "
+        "journey with items, time span, salient terms, representative titles, centroid, "
+        "persistence), OUT/transient/ (clusters that failed the persistence filter, with the reason), "
+        "OUT/dead_letter/ (rejected rows, with the reason) and OUT/summary.json (counts that add up, "
+        "wall time). Any other option is passed to Beam: e.g. --strategy hdbscan, --threshold 0.5, "
+        "--min_span_days 7, --embedding_cache DIR, --direct_running_mode multi_processing "
+        "--direct_num_workers 2, or --runner DataflowRunner --project P --region R --temp_location "
+        "gs://B/tmp --setup_file ./setup.py. See `python -m pipelines.extract --help` for all.")
+    extract.add_argument("--events", required=True, help="events file, folder or glob")
+    extract.add_argument("--items", required=True, help="items file, folder or glob")
+    extract.add_argument("--out", required=True, help="output folder")
+
+    evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
+    evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
+    ev_extraction = evals.add_parser(
+        "extraction", help="score extracted journeys against a sample's truth",
+        description="Print JSON: ARI and NMI of event assignments, journey recall and precision (a "
+        "planted persistent journey is found when an extracted one matches its events with Jaccard "
+        ">= 0.5), transient interests reported as journeys, and journeys per user.")
+    ev_extraction.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
+    ev_extraction.add_argument("--truth", required=True, help="truth.parquet written by sample")
+
+    convert = commands.add_parser("convert", help="convert public data sets to events/items")
+    converters = convert.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    movielens = converters.add_parser(
+        "movielens", help="MovieLens (ml-latest-small or the same layout)",
+        description="Read ratings.csv, movies.csv and tags.csv from SRC; write OUT/events.parquet "
+        "(ratings, weight = rating), OUT/items.parquet (genres as tags) and OUT/user_tags.parquet.")
+    movielens.add_argument("--src", required=True, help="folder with the MovieLens CSV files")
+    movielens.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "extract":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logs.configure(args.verbose)
+    from journeys.inputs import InputError
+
+    try:
+        if args.command == "sample":
+            return _sample(args)
+        if args.command == "extract":
+            return _extract(args, extra)
+        if args.command == "eval":
+            return _eval_extraction(args)
+        return _convert_movielens(args)
+    except (InputError, FileNotFoundError, ValueError) as err:
+        print(f"journeys {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

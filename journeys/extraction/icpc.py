@@ -1,0 +1,151 @@
+"""ICPC: time-ordered threshold clustering with centroid update, a merge pass and a minimum size.
+
+After Christakopoulou et al. (2023): each item, in order of first interaction, joins the most
+similar journey when the cosine to its centroid clears ``threshold``, else it seeds a new journey.
+Journeys smaller than ``min_size`` are then merged into their most similar journey when that clears
+``merge_threshold``; what is still too small is noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from journeys.extraction.base import NOISE, Extractor, register, relabel_by_first_member
+
+
+@dataclass(frozen=True)
+class ICPCConfig:
+    threshold: float = field(default=0.5, metadata={"help": "cosine to a centroid needed to join it"})
+    merge_threshold: float = field(
+        default=0.4, metadata={"help": "cosine needed to merge a too-small journey into another"}
+    )
+    min_size: int = field(default=3, metadata={"help": "fewest distinct items a journey keeps"})
+    centroid_merge_threshold: float = field(
+        default=0.65,
+        metadata={"help": "journeys of any size whose centroids are at least this similar are "
+                  "merged (two halves of one interest); 1.0 turns the pass off"},
+    )
+    refine: bool = field(
+        default=True,
+        metadata={"help": "after the pass, move each item to its most similar final centroid, "
+                  "undoing early decisions made against half-formed centroids"},
+    )
+
+    def __post_init__(self):
+        if not -1 <= self.merge_threshold <= self.threshold <= 1:
+            raise ValueError("need -1 <= merge_threshold <= threshold <= 1")
+        if not -1 <= self.centroid_merge_threshold <= 1:
+            raise ValueError("centroid_merge_threshold must be in [-1, 1]")
+        if self.min_size < 1:
+            raise ValueError("min_size must be at least 1")
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return rows / np.where(norms == 0, 1, norms)
+
+
+def _centroids(vectors: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    sums = np.zeros((count, vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels[labels != NOISE], vectors[labels != NOISE])
+    return _unit(sums)
+
+
+class ICPCExtractor(Extractor):
+    name = "icpc"
+
+    def __init__(self, config: ICPCConfig | None = None):
+        self.config = config or ICPCConfig()
+
+    def cluster(self, vectors: np.ndarray, visits: np.ndarray | None = None) -> np.ndarray:
+        config = self.config
+        n = len(vectors)
+        labels = np.full(n, NOISE, dtype=np.int64)
+        if n == 0:
+            return labels
+        sums = np.zeros((n, vectors.shape[1]), dtype=np.float64)  # at most one journey per item
+        count = 0
+        for index, vector in enumerate(vectors):
+            best = None
+            if count:
+                similarity = _unit(sums[:count]) @ vector
+                best = int(np.argmax(similarity))
+            # `best` may be 0, a valid journey: compare with None, never by truthiness.
+            if best is not None and similarity[best] >= config.threshold:
+                labels[index] = best
+            else:
+                labels[index] = count
+                count += 1
+            sums[labels[index]] += vector
+        labels = self._merge_similar(vectors, labels, count)
+        labels = self._merge_small(vectors, labels, count)
+        if config.refine:
+            labels = self._refine(vectors, labels)
+        return relabel_by_first_member(labels)
+
+    def _merge_similar(self, vectors: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+        """Agglomerate journeys whose centroids clear ``centroid_merge_threshold``, closest first.
+
+        Averaging cancels the noise of single titles, so two halves of one interest have far more
+        similar centroids than any two items do, while different interests stay apart."""
+        if count < 2 or self.config.centroid_merge_threshold >= 1:
+            return labels
+        sums = np.zeros((count, vectors.shape[1]), dtype=np.float64)
+        np.add.at(sums, labels, vectors)
+        alive = np.ones(count, dtype=bool)
+        similarity = _unit(sums) @ _unit(sums).T
+        np.fill_diagonal(similarity, -np.inf)
+        while True:
+            a, b = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+            if similarity[a, b] < self.config.centroid_merge_threshold:
+                break
+            keep, gone = min(a, b), max(a, b)  # keep the older journey's number
+            labels[labels == gone] = keep
+            sums[keep] += sums[gone]
+            alive[gone] = False
+            similarity[gone, :] = similarity[:, gone] = -np.inf
+            row = _unit(sums[keep]) @ _unit(sums).T
+            row[~alive] = -np.inf
+            row[keep] = -np.inf
+            similarity[keep, :] = similarity[:, keep] = row
+        return labels
+
+    def _merge_small(self, vectors: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+        config = self.config
+        sizes = np.bincount(labels, minlength=count)
+        # Smallest first, ties by creation order, so the result does not depend on dict order.
+        for small in sorted(range(count), key=lambda j: (sizes[j], j)):
+            if sizes[small] == 0 or sizes[small] >= config.min_size:
+                continue
+            centroids = _centroids(vectors, labels, count)
+            similarity = centroids @ centroids[small]
+            similarity[small] = -np.inf
+            similarity[sizes == 0] = -np.inf
+            target = int(np.argmax(similarity))
+            if np.isfinite(similarity[target]) and similarity[target] >= config.merge_threshold:
+                labels[labels == small] = target
+                sizes[target] += sizes[small]
+                sizes[small] = 0
+        sizes = np.bincount(labels[labels != NOISE], minlength=count)
+        labels[np.isin(labels, np.flatnonzero((sizes > 0) & (sizes < config.min_size)))] = NOISE
+        return labels
+
+    def _refine(self, vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        kept = np.unique(labels[labels != NOISE])
+        if len(kept) < 2:
+            return labels
+        centroids = _centroids(vectors, labels, int(kept.max()) + 1)[kept]
+        similarity = vectors @ centroids.T
+        best = kept[np.argmax(similarity, axis=1)]
+        clustered = labels != NOISE
+        moved = clustered & (similarity.max(axis=1) >= self.config.threshold)
+        labels = labels.copy()
+        labels[moved] = best[moved]
+        sizes = np.bincount(labels[labels != NOISE], minlength=int(kept.max()) + 1)
+        labels[np.isin(labels, np.flatnonzero((sizes > 0) & (sizes < self.config.min_size)))] = NOISE
+        return labels
+
+
+register(ICPCConfig, ICPCExtractor)

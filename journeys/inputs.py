@@ -1,0 +1,38 @@
+"""Up-front checks of input files, so that a wrong file fails in a second with a clear message."""
+
+from __future__ import annotations
+
+from journeys import io, schema
+
+_CHECK_AT_MOST = 20  # files whose header is read before the run; the rest are checked row by row
+
+
+class InputError(ValueError):
+    """An input the user must fix; the message says what and where."""
+
+
+def check_columns(path: str, required: tuple[str, ...], what: str) -> None:
+    try:
+        files = io.list_input_files(path)
+    except FileNotFoundError as err:
+        raise InputError(f"{what}: {err}") from None
+    for file in files[:_CHECK_AT_MOST]:
+        try:
+            columns = io.read_columns(file)
+        except ValueError as err:
+            raise InputError(f"{what}: {err}") from None
+        except Exception as err:  # an unreadable file: say which one
+            raise InputError(f"{what} file '{file}' cannot be read: {err}") from None
+        if not columns:
+            continue  # an empty file holds no rows; nothing is lost
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise InputError(
+                f"{what} file '{file}' has no column {', '.join(repr(m) for m in missing)} "
+                f"(it has: {', '.join(columns) or 'no columns'}); required: {', '.join(required)}"
+            )
+
+
+def check_inputs(events: str, items: str) -> None:
+    check_columns(events, schema.EVENT_REQUIRED, "events")
+    check_columns(items, schema.ITEM_REQUIRED, "items")

@@ -1,0 +1,203 @@
+"""Reading and writing tables on local paths or ``gs://`` (any fsspec URL), in Parquet, CSV or JSONL.
+
+Readers stream rows as plain dicts so that validation can dead-letter a bad row instead of failing a
+whole file; a line that cannot even be parsed is reported as malformed with its text.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import uuid
+from collections.abc import Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+# A row that could not be parsed at all: (None, "why: raw text"). A parsed row: (dict, None).
+ParsedRow = tuple[dict | None, str | None]
+
+
+def url_to_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, stripped = fsspec.core.url_to_fs(path)
+    return fs, stripped
+
+
+def _with_protocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path) if not _is_local(fs) else path
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def file_format(path: str) -> str:
+    for ext, fmt in _FORMATS.items():
+        if path.lower().endswith(ext):
+            return fmt
+    raise ValueError(
+        f"cannot tell the format of '{path}': use a .parquet, .csv or .jsonl file, "
+        "or a folder of them"
+    )
+
+
+def list_input_files(path: str) -> list[str]:
+    """The data files behind ``path``: the file itself, every data file in a folder, or a glob."""
+    fs, stripped = url_to_fs(path)
+    if any(ch in stripped for ch in "*?["):
+        found = sorted(fs.glob(stripped))
+    elif fs.isdir(stripped):
+        found = sorted(
+            p
+            for p in fs.find(stripped)
+            if not any(part.startswith((".", "_")) for part in posixpath.relpath(p, stripped).split("/"))
+        )
+        found = [p for p in found if any(p.lower().endswith(ext) for ext in _FORMATS)]
+    elif fs.exists(stripped):
+        found = [stripped]
+    else:
+        raise FileNotFoundError(f"input '{path}' does not exist")
+    if not found:
+        raise FileNotFoundError(f"input '{path}' holds no .parquet, .csv or .jsonl files")
+    return [_with_protocol(fs, p) for p in found]
+
+
+def read_columns(path: str) -> list[str]:
+    """Column names of one data file, reading only its header or first record."""
+    fmt = file_format(path)
+    fs, stripped = url_to_fs(path)
+    with fs.open(stripped, "rb") as handle:
+        if fmt == "parquet":
+            return list(pq.ParquetFile(handle).schema_arrow.names)
+        if fmt == "csv":
+            header = handle.readline().decode("utf-8-sig").strip()
+            return next(iter(_csv_rows([header]))) if header else []
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    return list(record)
+        return []
+
+
+def _csv_rows(lines: list[str]) -> Iterator[list[str]]:
+    import csv
+
+    return csv.reader(lines)
+
+
+def iter_rows(path: str, batch_size: int = 8192) -> Iterator[ParsedRow]:
+    """Yield every row of one file, in file order."""
+    fmt = file_format(path)
+    fs, stripped = url_to_fs(path)
+    with fs.open(stripped, "rb") as handle:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size):
+                for row in batch.to_pylist():
+                    yield row, None
+        elif fmt == "csv":
+            yield from _iter_csv(handle, batch_size)
+        else:
+            yield from _iter_jsonl(handle)
+
+
+def _iter_csv(handle, batch_size: int) -> Iterator[ParsedRow]:
+    header_line = handle.readline().decode("utf-8-sig")
+    if not header_line.strip():
+        return
+    header = next(iter(_csv_rows([header_line.strip()])))
+    bad: list[str] = []
+
+    def on_invalid(row) -> str:
+        bad.append(f"malformed CSV line {row.number}: expected {row.expected_columns} fields, "
+                   f"got {row.actual_columns}: {row.text}")
+        return "skip"
+
+    # Every column is read as text: types are checked row by row so one bad value rejects one row,
+    # not the file.
+    reader = pacsv.open_csv(
+        handle,
+        read_options=pacsv.ReadOptions(column_names=header, block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=True
+        ),
+    )
+    for batch in reader:
+        for row in batch.to_pylist():
+            yield row, None
+        while bad:
+            yield None, bad.pop(0)
+    while bad:
+        yield None, bad.pop(0)
+
+
+def _iter_jsonl(handle) -> Iterator[ParsedRow]:
+    for number, raw in enumerate(handle, start=1):
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text:
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            yield None, f"malformed JSON line {number}: {err.msg}: {text[:500]}"
+            continue
+        if not isinstance(record, dict):
+            yield None, f"JSON line {number} is not an object: {text[:500]}"
+            continue
+        yield record, None
+
+
+def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file or a folder of Parquet files (as written by our pipelines)."""
+    files = [p for p in list_input_files(path) if file_format(p) == "parquet"]
+    tables = []
+    for file in files:
+        fs, stripped = url_to_fs(file)
+        with fs.open(stripped, "rb") as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    """Write Parquet atomically: a reader never sees a half-written file under the final name."""
+    fs, stripped = url_to_fs(path)
+    parent = posixpath.dirname(stripped)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    partial = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
+    with fs.open(partial, "wb") as handle:
+        pq.write_table(table, handle, compression="zstd")
+    fs.mv(partial, stripped)
+
+
+def write_text(text: str, path: str) -> None:
+    fs, stripped = url_to_fs(path)
+    parent = posixpath.dirname(stripped)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    partial = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
+    with fs.open(partial, "wb") as handle:
+        handle.write(text.encode("utf-8"))
+    fs.mv(partial, stripped)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL or local path parts with '/' (os.path.join would break gs:// on Windows)."""
+    return "/".join([base.rstrip("/"), *parts])

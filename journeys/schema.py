@@ -1,0 +1,120 @@
+"""Explicit, versioned Arrow schemas for everything the project reads and writes.
+
+Every Parquet file we write carries ``journeys.schema`` and ``journeys.schema_version`` in its
+metadata, so a reader can tell what it holds and refuse a version it does not understand.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+# Columns an input must have; the rest are optional.
+EVENT_REQUIRED = ("user_id", "item_id", "timestamp")
+EVENT_OPTIONAL = ("weight", "event_type")
+ITEM_REQUIRED = ("item_id", "title")
+ITEM_OPTIONAL = ("tags", "category", "text")
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _with_meta(name: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(
+        fields,
+        metadata={b"journeys.schema": name.encode(), b"journeys.schema_version": SCHEMA_VERSION.encode()},
+    )
+
+
+EVENTS = _with_meta(
+    "events",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("timestamp", _TS, nullable=False),
+        pa.field("weight", pa.float32()),
+        pa.field("event_type", pa.string()),
+    ],
+)
+
+ITEMS = _with_meta(
+    "items",
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("category", pa.string()),
+        pa.field("text", pa.string()),
+    ],
+)
+
+TRUTH = _with_meta(
+    "truth",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("timestamp", _TS, nullable=False),
+        # "<user>/<n>" for planted persistent and transient interests, null for noise clicks.
+        pa.field("planted_id", pa.string()),
+        pa.field("kind", pa.string(), nullable=False),  # persistent | transient | noise
+        pa.field("topic_id", pa.string()),
+        pa.field("reference_name", pa.string()),
+        pa.field("split", pa.string()),  # train | test: naming models are judged on unseen topics
+    ],
+)
+
+SALIENT_TERM = pa.struct([pa.field("term", pa.string()), pa.field("weight", pa.float32())])
+
+_JOURNEY_FIELDS = [
+    pa.field("journey_id", pa.string(), nullable=False),
+    pa.field("user_id", pa.string(), nullable=False),
+    pa.field("item_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("first_ts", _TS, nullable=False),
+    pa.field("last_ts", _TS, nullable=False),
+    pa.field("num_events", pa.int64(), nullable=False),
+    pa.field("num_items", pa.int64(), nullable=False),
+    pa.field("active_days", pa.int64(), nullable=False),
+    pa.field("span_days", pa.float32(), nullable=False),
+    pa.field("salient_terms", pa.list_(SALIENT_TERM), nullable=False),
+    pa.field("representative_titles", pa.list_(pa.string()), nullable=False),
+    pa.field("centroid", pa.list_(pa.float32()), nullable=False),
+    pa.field("persistence", pa.float32(), nullable=False),
+    pa.field("strategy", pa.string(), nullable=False),
+    pa.field("embedding_model", pa.string(), nullable=False),
+]
+
+JOURNEYS = _with_meta("journeys", _JOURNEY_FIELDS)
+
+# Clusters that failed the persistence filter: same record plus why they failed.
+TRANSIENT = _with_meta("transient", [*_JOURNEY_FIELDS, pa.field("reason", pa.string(), nullable=False)])
+
+DEAD_LETTER = _with_meta(
+    "dead_letter",
+    [
+        pa.field("source", pa.string(), nullable=False),  # events | items
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("user_id", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("row", pa.string()),  # the offending row as JSON, so nothing is lost
+    ],
+)
+
+EMBEDDING_CACHE = _with_meta(
+    "embedding_cache",
+    [pa.field("key", pa.string(), nullable=False), pa.field("vector", pa.list_(pa.float32()), nullable=False)],
+)
+
+
+def check_version(schema: pa.Schema, expected_name: str, where: str) -> None:
+    """Raise a clear error when a file is not ours or is from an incompatible schema version."""
+    meta = schema.metadata or {}
+    name = meta.get(b"journeys.schema", b"").decode()
+    version = meta.get(b"journeys.schema_version", b"").decode()
+    if name and name != expected_name:
+        raise ValueError(f"{where} holds '{name}' records, expected '{expected_name}'")
+    if version and version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{where} was written with schema version {version}; this release reads version "
+            f"{SCHEMA_VERSION}. Re-run the step that produced it."
+        )

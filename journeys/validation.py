@@ -1,0 +1,205 @@
+"""Turn raw input rows into clean events and items, or into dead letters that say why.
+
+Validation is per row so that one bad value costs one row, never a file or a run. Each function
+returns ``(clean, None)`` or ``(None, DeadLetter)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from journeys.model import Event, Item
+
+_UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+# Epoch numbers are told apart by magnitude: 1e11 seconds is the year 5138, 1e11 ms is 1973.
+_MS_FROM, _US_FROM, _NS_FROM = 1e11, 1e14, 1e17
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    source: str  # events | items
+    reason: str  # a short, stable code to count by
+    detail: str
+    row: dict | None = None
+    user_id: str | None = None
+    item_id: str | None = None
+
+    def to_record(self) -> dict:
+        return {
+            "source": self.source,
+            "reason": self.reason,
+            "detail": self.detail,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "row": None if self.row is None else json.dumps(self.row, default=str, ensure_ascii=False),
+        }
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _identifier(row: dict, column: str) -> str:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise _Reject(f"missing_{column}", f"{column} is empty")
+    if isinstance(value, bool):
+        raise _Reject(f"bad_{column}", f"{column} must be a string or an integer, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        raise _Reject(f"bad_{column}", f"{column} must be a string or an integer, got {value!r}")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise _Reject(f"missing_{column}", f"{column} is empty")
+        return value
+    raise _Reject(f"bad_{column}", f"{column} must be a string or an integer, got {type(value).__name__}")
+
+
+def parse_timestamp(value: Any) -> int:
+    """Microseconds since the epoch, UTC, from a datetime, epoch s/ms/us/ns, or ISO-8601 text.
+
+    A datetime without a zone is taken as UTC.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise _Reject("missing_timestamp", "timestamp is empty")
+    if isinstance(value, bool):
+        raise _Reject("bad_timestamp", f"timestamp must be a time, got {value!r}")
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=_UTC)
+        return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+    if isinstance(value, dt.date):
+        return parse_timestamp(dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, (int, float)):
+        return _from_epoch(float(value), value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise _Reject("missing_timestamp", "timestamp is empty")
+        try:
+            return _from_epoch(float(text), value)
+        except ValueError:
+            pass
+        try:
+            return parse_timestamp(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            raise _Reject("bad_timestamp", f"cannot read {text!r} as a time: use ISO-8601 or epoch "
+                          "seconds or milliseconds") from None
+    raise _Reject("bad_timestamp", f"timestamp must be a time, got {type(value).__name__}")
+
+
+def _from_epoch(number: float, original: Any) -> int:
+    if not math.isfinite(number):
+        raise _Reject("bad_timestamp", f"timestamp {original!r} is not a finite number")
+    magnitude = abs(number)
+    if magnitude >= _NS_FROM:
+        micros = number / 1000
+    elif magnitude >= _US_FROM:
+        micros = number
+    elif magnitude >= _MS_FROM:
+        micros = number * 1000
+    else:
+        micros = number * 1_000_000
+    # datetime's range, so that every accepted time can be written and read back
+    if not -62_135_596_800_000_000 <= micros <= 253_402_300_799_000_000:
+        raise _Reject("bad_timestamp", f"timestamp {original!r} is out of range")
+    return int(round(micros))
+
+
+def _weight(row: dict) -> float:
+    value = row.get("weight")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 1.0
+    if isinstance(value, bool):
+        raise _Reject("bad_weight", f"weight must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Reject("bad_weight", f"weight must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise _Reject("bad_weight", f"weight must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _optional_text(row: dict, column: str) -> str | None:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (dict, list)):
+        raise _Reject(f"bad_{column}", f"{column} must be text, got {type(value).__name__}")
+    text = str(value).strip()
+    return text or None
+
+
+def _tags(row: dict) -> tuple[str, ...]:
+    value = row.get("tags")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):  # a JSON list written into a CSV cell
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise _Reject("bad_tags", f"tags look like JSON but do not parse: {text[:200]!r}") from None
+        else:
+            separator = "|" if "|" in text else ","
+            value = text.split(separator)
+    if not isinstance(value, (list, tuple)):
+        raise _Reject("bad_tags", f"tags must be a list of strings, got {type(value).__name__}")
+    tags = []
+    for tag in value:
+        if tag is None:
+            continue
+        if isinstance(tag, (dict, list)):
+            raise _Reject("bad_tags", "tags must be a list of strings")
+        text = str(tag).strip()
+        if text and text not in tags:
+            tags.append(text)
+    return tuple(tags)
+
+
+def validate_event(row: dict) -> tuple[Event | None, DeadLetter | None]:
+    user_id = item_id = None
+    try:
+        user_id = _identifier(row, "user_id")
+        item_id = _identifier(row, "item_id")
+        event = Event(
+            user_id=user_id,
+            item_id=item_id,
+            ts=parse_timestamp(row.get("timestamp")),
+            weight=_weight(row),
+            event_type=_optional_text(row, "event_type"),
+        )
+        return event, None
+    except _Reject as reject:
+        return None, DeadLetter("events", reject.reason, reject.detail, row, user_id, item_id)
+
+
+def validate_item(row: dict) -> tuple[Item | None, DeadLetter | None]:
+    item_id = None
+    try:
+        item_id = _identifier(row, "item_id")
+        title = _optional_text(row, "title")
+        if title is None:
+            raise _Reject("missing_title", "title is empty")
+        item = Item(
+            item_id=item_id,
+            title=title,
+            tags=_tags(row),
+            category=_optional_text(row, "category"),
+            text=_optional_text(row, "text"),
+        )
+        return item, None
+    except _Reject as reject:
+        return None, DeadLetter("items", reject.reason, reject.detail, row, None, item_id)

@@ -1,0 +1,450 @@
+"""Beam pipeline: events + items -> persistent interest journeys, transient clusters, dead letters.
+
+    read events, items -> validate rows (bad rows -> dead letter, with a reason)
+    items -> one per id -> embedding cache lookup -> embed the misses ONCE per item, in fixed batches
+    events x item vectors, joined by item id -> grouped by user -> extract_user (cluster, filter,
+    describe) -> write journeys/, transient/, dead_letter/ -> publish, then summary.json
+
+Every input event ends in a journey, a transient cluster, the noise count, or the dead letters; the
+summary's counts add up (``events.balanced``). Runs on the local portable runner by default
+(``FnApiRunner``, offline) and on Dataflow with the usual options; see README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import typing
+import uuid
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from journeys import io, schema
+from journeys.embedding import DEFAULT_MODEL, Embedder, embed_items, model_identity
+from journeys.extraction import make_extractor, strategies
+from journeys.inputs import check_inputs
+from journeys.model import Item
+from journeys.persistence import PersistenceConfig
+from journeys.representation import document_terms
+from journeys.user_extraction import ExtractionSettings, extract_user
+from journeys.validation import DeadLetter, validate_event, validate_item
+from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
+from pipelines.transforms import Publish, ReadRows, WriteShards
+
+log = logging.getLogger(__name__)
+
+EMBED_BUCKETS = 64  # fixed, so that batch composition (and so every float) is the same on reruns
+DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "dead_letter": schema.DEAD_LETTER}
+
+
+class ExtractOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("journey extraction")
+        group.add_argument("--events", help="events: Parquet, CSV or JSONL file, folder or glob (local or gs://)")
+        group.add_argument("--items", help="item catalogue, same formats")
+        group.add_argument("--out", help="output folder (local or gs://)")
+        group.add_argument("--strategy", default="icpc", choices=strategies(), help="clustering strategy")
+        group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.5)")
+        group.add_argument("--merge_threshold", type=float, default=None,
+                           help="ICPC: cosine to merge a small journey (0.4)")
+        group.add_argument("--centroid_merge_threshold", type=float, default=None,
+                           help="ICPC: merge journeys whose centroids are this similar (0.65; 1 = off)")
+        group.add_argument("--min_cluster_size", type=int, default=None,
+                           help="fewest distinct items in a cluster (ICPC min_size, HDBSCAN min_cluster_size; 3)")
+        group.add_argument("--hdbscan_selection", default=None, choices=["leaf", "eom"],
+                           help="HDBSCAN: cluster selection (leaf)")
+        group.add_argument("--min_items", type=int, default=PersistenceConfig.min_items,
+                           help="persistence: fewest distinct items in a journey")
+        group.add_argument("--min_span_days", type=float, default=PersistenceConfig.min_span_days,
+                           help="persistence: fewest days between first and last event")
+        group.add_argument("--min_active_days", type=int, default=PersistenceConfig.min_active_days,
+                           help="persistence: fewest distinct days with activity")
+        group.add_argument("--embedding_model", default=DEFAULT_MODEL,
+                           help="sentence-transformers model id or path (default: the packaged all-MiniLM-L6-v2)")
+        group.add_argument("--embedding_cache", default=None,
+                           help="folder for cached item vectors, keyed by model and item content; reruns reuse them")
+        group.add_argument("--embed_batch_size", type=int, default=64, help="texts per encoder batch")
+        group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
+        group.add_argument("--num_shards", type=int, default=4, help="Parquet files per output dataset")
+        group.add_argument("--embed_per_event", action="store_true",
+                           help="benchmark baseline only: embed every event's item instead of each item once")
+
+
+def extractor_params(opts: ExtractOptions) -> dict:
+    """Only the parameters the user set, under the chosen strategy's names."""
+    if opts.strategy == "icpc":
+        named = {"threshold": opts.threshold, "merge_threshold": opts.merge_threshold,
+                 "centroid_merge_threshold": opts.centroid_merge_threshold, "min_size": opts.min_cluster_size}
+    else:
+        named = {"min_cluster_size": opts.min_cluster_size, "selection": opts.hdbscan_selection}
+    return {k: v for k, v in named.items() if v is not None}
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+class _Validate(beam.DoFn):
+    """Parsed rows -> clean records (main output) or dead letters (tagged 'dead')."""
+
+    def __init__(self, source: str, validate):
+        self.source, self.validate = source, validate
+        self.rows = Metrics.counter("extract", f"{source}_read")
+
+    def process(self, parsed):
+        row, problem = parsed
+        self.rows.inc()
+        if row is None:
+            yield beam.pvalue.TaggedOutput("dead", DeadLetter(self.source, "malformed_row", problem))
+            return
+        clean, dead = self.validate(row)
+        if dead is not None:
+            yield beam.pvalue.TaggedOutput("dead", dead)
+        else:
+            yield clean
+
+
+def _one_item_per_id(element):
+    """Keep one row per item id (the smallest, so the choice is deterministic); dead-letter the rest."""
+    item_id, copies = element
+    copies = sorted(copies)
+    yield copies[0]
+    for extra in copies[1:]:
+        yield beam.pvalue.TaggedOutput(
+            "dead", DeadLetter("items", "duplicate_item", "another row has the same item_id",
+                               extra._asdict(), None, item_id))
+
+
+# ---- embedding ----------------------------------------------------------------------------------
+
+class _SplitCached(beam.DoFn):
+    """(content_key, {'item': [...], 'cached': [...]}) -> (item, vector) hits, or misses tagged 'miss'."""
+
+    def process(self, element):
+        _, grouped = element
+        cached = list(grouped["cached"])
+        for item in grouped["item"]:
+            if cached:
+                yield item, cached[0]
+            else:
+                yield beam.pvalue.TaggedOutput("miss", item)
+
+
+class _EmbedBucket(beam.DoFn):
+    """Embed one fixed bucket of items; the model is loaded once per worker."""
+
+    def __init__(self, model_name: str, batch_size: int, torch_threads: int):
+        self.model_name, self.batch_size, self.torch_threads = model_name, batch_size, torch_threads
+        self.embedded = Metrics.counter("extract", "items_embedded")
+
+    def setup(self):
+        self.embedder = Embedder(self.model_name, self.batch_size, self.torch_threads)
+        self.done, self.started, self.last_report = 0, time.time(), 0.0
+
+    def process(self, element, total: int):
+        _, items = element
+        items = sorted(items, key=lambda it: it.content_key())
+        vectors = embed_items(self.embedder, items)
+        self.embedded.inc(len(items))
+        self.done += len(items)
+        now = time.time()
+        if now - self.last_report >= 10 or self.done >= total:  # a progress line every 10 s
+            self.last_report = now
+            rate = self.done / max(now - self.started, 1e-9)
+            log.info("embedding catalogue: %d of %d items on this worker so far (%.0f%% of all), %.0f items/s",
+                     self.done, total, 100 * self.done / max(total, 1), rate)
+        yield from zip(items, vectors)
+
+
+class EmbedCatalogue(beam.PTransform):
+    """(Item) -> (Item, vector), reading and extending the embedding cache."""
+
+    def __init__(self, model_name: str, cache: str | None, batch_size: int, torch_threads: int):
+        super().__init__()
+        self.model_name, self.cache = model_name, cache
+        self.batch_size, self.torch_threads = batch_size, torch_threads
+
+    def expand(self, items):
+        if self.cache:
+            cached = items.pipeline | "ReadCache" >> ReadEmbeddingCache(self.cache, self.model_name)
+            split = (
+                {"item": items | "KeyByContent" >> beam.Map(lambda it: (it.content_key(), it)), "cached": cached}
+                | "JoinCache" >> beam.CoGroupByKey()
+                | "SplitCached" >> beam.ParDo(_SplitCached()).with_outputs("miss", main="hit")
+            )
+            hits, misses = split.hit, split.miss
+        else:
+            hits, misses = None, items
+        total = misses | "CountMisses" >> beam.combiners.Count.Globally()
+        fresh = (
+            misses
+            | "Bucket" >> beam.Map(lambda it: (int(it.content_key()[:8], 16) % EMBED_BUCKETS, it))
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "Embed" >> beam.ParDo(_EmbedBucket(self.model_name, self.batch_size, self.torch_threads),
+                                    total=beam.pvalue.AsSingleton(total))
+        )
+        if not self.cache:
+            return fresh
+        _ = fresh | "WriteCache" >> WriteEmbeddingCache(self.cache, self.model_name)
+        return (hits, fresh) | "AllVectors" >> beam.Flatten()
+
+
+def _items_once_per_event(element):
+    """Benchmark baseline: repeat an item once for every event on it."""
+    _, grouped = element
+    items = list(grouped["item"])
+    for _event in grouped["event"]:
+        if items:
+            yield items[0]
+
+
+def _first_vector(element):
+    item_id, pairs = element
+    return min(pairs, key=lambda pair: pair[0])
+
+
+# ---- join and extract ---------------------------------------------------------------------------
+
+def _attach_items(element):
+    """Events of one item -> (user_id, (item, vector, events of that user)), so that each vector is
+    shipped once per (user, item) rather than once per event. Unknown items -> dead letters."""
+    item_id, grouped = element
+    embedded = list(grouped["item"])
+    by_user: dict[str, list] = {}
+    for event in grouped["event"]:
+        by_user.setdefault(event.user_id, []).append(event)
+    if not embedded:
+        for events in by_user.values():
+            for event in events:
+                yield beam.pvalue.TaggedOutput(
+                    "dead", DeadLetter("events", "unknown_item", "item_id is not in the item catalogue "
+                                       "(or its catalogue row was rejected)", event._asdict(),
+                                       event.user_id, item_id))
+        return
+    item, vector = embedded[0]
+    for user_id, events in by_user.items():
+        yield user_id, (item, vector, events)
+
+
+class _ExtractUsers(beam.DoFn):
+    def __init__(self, strategy: str, params: dict, persistence: PersistenceConfig, model: str):
+        self.strategy, self.params, self.persistence, self.model = strategy, params, persistence, model
+        self.users = Metrics.counter("extract", "users")
+        self.journeys = Metrics.counter("extract", "journeys")
+
+    def setup(self):
+        self.settings = ExtractionSettings(
+            make_extractor(self.strategy, **self.params), self.persistence, self.strategy, self.model)
+
+    def process(self, element, catalogue_df: dict, catalogue_size: int):
+        user_id, parts = element
+        catalogue, events = {}, []
+        for item, vector, user_events in parts:
+            catalogue[item.item_id] = (item, vector)
+            events.extend(user_events)
+        result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size)
+        self.users.inc()
+        self.journeys.inc(len(result.journeys))
+        for record in result.journeys:
+            yield record
+        for record in result.transient:
+            yield beam.pvalue.TaggedOutput("transient", record)
+        for dead in result.dead_letters:
+            yield beam.pvalue.TaggedOutput("dead", dead)
+        for name, count in (
+            ("users", 1),
+            ("users_with_journeys", int(bool(result.journeys))),
+            ("journeys", len(result.journeys)),
+            ("transient_clusters", len(result.transient)),
+            ("events_in_journeys", result.events_in_journeys),
+            ("events_in_transient", result.events_in_transient),
+            ("noise_events", result.noise_events),
+        ):
+            yield beam.pvalue.TaggedOutput("counts", (name, count))
+
+
+class Summarise:
+    """Turns the run's counters into summary.json (a picklable callable for Publish)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    def __call__(self, counts: dict[str, int]) -> dict:
+        def rejected(source: str) -> dict[str, int]:
+            prefix = f"rejected.{source}."
+            return {k[len(prefix):]: v for k, v in counts.items() if k.startswith(prefix)}
+
+        event_rejects, item_rejects = rejected("events"), rejected("items")
+        events = {
+            "read": counts.get("events_read", 0),
+            "in_journeys": counts.get("events_in_journeys", 0),
+            "in_transient": counts.get("events_in_transient", 0),
+            "noise": counts.get("noise_events", 0),
+            "rejected": sum(event_rejects.values()),
+            "rejected_by_reason": event_rejects,
+        }
+        events["used"] = events["in_journeys"] + events["in_transient"] + events["noise"]
+        events["balanced"] = events["read"] == events["used"] + events["rejected"]
+        users = counts.get("users", 0)
+        return {
+            "schema_version": schema.SCHEMA_VERSION,
+            "config": self.config,
+            "events": events,
+            "items": {
+                "read": counts.get("items_read", 0),
+                "used": counts.get("items_used", 0),
+                "rejected": sum(item_rejects.values()),
+                "rejected_by_reason": item_rejects,
+            },
+            "users": {
+                "with_valid_events": users,
+                "with_journeys": counts.get("users_with_journeys", 0),
+                "without_journeys": users - counts.get("users_with_journeys", 0),
+            },
+            "journeys": counts.get("journeys", 0),
+            "transient_clusters": counts.get("transient_clusters", 0),
+        }
+
+
+def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
+    """Add the extraction graph to ``pipeline``. Nothing is read or written until it runs."""
+    params = extractor_params(opts)
+    make_extractor(opts.strategy, **params)  # fail now, with a clear message, on a bad parameter
+    persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days)
+    model = model_identity(opts.embedding_model)
+    staging = io.join(opts.out, f"_staging-{uuid.uuid4().hex[:12]}")
+
+    events = (
+        pipeline | "ReadEvents" >> ReadRows(opts.events)
+        | "ValidateEvents" >> beam.ParDo(_Validate("events", validate_event)).with_outputs("dead", main="ok")
+    )
+    items = (
+        pipeline | "ReadItems" >> ReadRows(opts.items)
+        | "ValidateItems" >> beam.ParDo(_Validate("items", validate_item)).with_outputs("dead", main="ok")
+    )
+    unique_items = (
+        items.ok
+        | "KeyItems" >> beam.Map(lambda it: (it.item_id, it))
+        | "GroupItems" >> beam.GroupByKey()
+        | "OneItemPerId" >> beam.FlatMap(_one_item_per_id).with_output_types(Item).with_outputs("dead", main="ok")
+    )
+    embed = EmbedCatalogue(opts.embedding_model, None if opts.embed_per_event else opts.embedding_cache,
+                           opts.embed_batch_size, opts.torch_threads)
+    events_by_item = events.ok | "KeyEventsByItem" >> beam.Map(lambda e: (e.item_id, e))
+    if opts.embed_per_event:
+        vectors = (
+            {"item": unique_items.ok | "KeyItemsForBaseline" >> beam.Map(lambda it: (it.item_id, it)),
+             "event": events_by_item}
+            | "JoinForBaseline" >> beam.CoGroupByKey()
+            | "ItemPerEvent" >> beam.FlatMap(_items_once_per_event)
+            | "EmbedEachEvent" >> embed
+            | "KeyVectors" >> beam.Map(lambda pair: (pair[0].item_id, pair))
+            | "GroupVectors" >> beam.GroupByKey()
+            | "OneVectorPerItem" >> beam.Map(_first_vector)
+        )
+    else:
+        vectors = unique_items.ok | "EmbedCatalogue" >> embed
+
+    catalogue_df = (
+        unique_items.ok
+        | "ItemTerms" >> beam.FlatMap(lambda it: document_terms([it]).keys())
+        | "CountTerms" >> beam.combiners.Count.PerElement()
+        | "CommonTerms" >> beam.Filter(lambda kv: kv[1] > 1)  # absent terms count as df=1
+    )
+    catalogue_size = unique_items.ok | "CountItems" >> beam.combiners.Count.Globally()
+
+    joined = (
+        {"event": events_by_item, "item": vectors | "KeyByItem" >> beam.Map(lambda p: (p[0].item_id, p))}
+        | "JoinEventsItems" >> beam.CoGroupByKey()
+        # The generator yields tagged dead letters too, which confuses Beam's type inference.
+        | "AttachItems" >> beam.FlatMap(_attach_items).with_output_types(tuple[str, typing.Any])
+        .with_outputs("dead", main="ok")
+    )
+    extracted = (
+        joined.ok
+        | "GroupByUser" >> beam.GroupByKey()
+        | "ExtractJourneys" >> beam.ParDo(
+            _ExtractUsers(opts.strategy, params, persistence, model),
+            catalogue_df=beam.pvalue.AsDict(catalogue_df),
+            catalogue_size=beam.pvalue.AsSingleton(catalogue_size),
+        ).with_outputs("transient", "dead", "counts", main="journeys")
+    )
+
+    dead = (
+        (events.dead, items.dead, unique_items.dead, joined.dead, extracted.dead)
+        | "AllDeadLetters" >> beam.Flatten()
+    )
+    dead_records = dead | "DeadToRecords" >> beam.Map(DeadLetter.to_record)
+    written = (
+        (
+            extracted.journeys | "WriteJourneys" >> WriteShards(
+                io.join(staging, "journeys"), schema.JOURNEYS, "user_id", ("user_id", "first_ts", "journey_id"),
+                opts.num_shards),
+            extracted.transient | "WriteTransient" >> WriteShards(
+                io.join(staging, "transient"), schema.TRANSIENT, "user_id", ("user_id", "first_ts", "journey_id"),
+                opts.num_shards),
+            dead_records | "WriteDeadLetters" >> WriteShards(
+                io.join(staging, "dead_letter"), schema.DEAD_LETTER, "row",
+                ("source", "reason", "user_id", "item_id", "row", "detail"), opts.num_shards),
+        )
+        | "AllWritten" >> beam.Flatten()
+    )
+    counts = (
+        (
+            extracted.counts,
+            dead | "RejectReasons" >> beam.Map(lambda d: (f"rejected.{d.source}.{d.reason}", 1)),
+            (events.ok, events.dead) | "EventsRead" >> beam.Flatten()
+            | "EventsReadOnes" >> beam.Map(lambda _: ("events_read", 1)),
+            (items.ok, items.dead) | "ItemsRead" >> beam.Flatten()
+            | "ItemsReadOnes" >> beam.Map(lambda _: ("items_read", 1)),
+            catalogue_size | "ItemsUsed" >> beam.Map(lambda n: ("items_used", n)),
+        )
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    config = {
+        "events": opts.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
+        "persistence": {"min_items": persistence.min_items, "min_span_days": persistence.min_span_days,
+                        "min_active_days": persistence.min_active_days},
+        "embedding_model": model,
+    }
+    _ = (
+        pipeline
+        | "PublishTrigger" >> beam.Create([None])
+        | "Publish" >> beam.ParDo(
+            Publish(opts.out, staging, DATASETS, time.time(), Summarise(config)),
+            written=beam.pvalue.AsList(written),
+            counts=beam.pvalue.AsList(counts),
+        )
+    )
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
+    """Run the extraction and return the summary (also written to ``OUT/summary.json``)."""
+    options = PipelineOptions(argv)
+    opts = options.view_as(ExtractOptions)
+    for name in ("events", "items", "out"):
+        if not getattr(opts, name):
+            raise ValueError(f"--{name} is required")
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        # The DirectRunner would first try to download the Prism runner; this is the same local
+        # portable runner, offline, and it honours --direct_running_mode / --direct_num_workers.
+        standard.runner = "FnApiRunner"
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    check_inputs(opts.events, opts.items)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, opts)
+    pipeline.run().wait_until_finish()
+    fs, path = io.url_to_fs(io.join(opts.out, "summary.json"))
+    with fs.open(path, "r") as handle:
+        return json.load(handle)
+
+
+if __name__ == "__main__":
+    from journeys import logs
+
+    logs.configure()
+    run()
