@@ -110,16 +110,14 @@ def iter_rows(path: str, batch_size: int = 8192) -> Iterator[ParsedRow]:
                 for row in batch.to_pylist():
                     yield row, None
         elif fmt == "csv":
-            yield from _iter_csv(handle, batch_size)
+            header = read_columns(path)
+            if header:
+                yield from _iter_csv(handle, header)
         else:
             yield from _iter_jsonl(handle)
 
 
-def _iter_csv(handle, batch_size: int) -> Iterator[ParsedRow]:
-    header_line = handle.readline().decode("utf-8-sig")
-    if not header_line.strip():
-        return
-    header = next(iter(_csv_rows([header_line.strip()])))
+def _iter_csv(handle, header: list[str]) -> Iterator[ParsedRow]:
     bad: list[str] = []
 
     def on_invalid(row) -> str:
@@ -131,7 +129,7 @@ def _iter_csv(handle, batch_size: int) -> Iterator[ParsedRow]:
     # not the file.
     reader = pacsv.open_csv(
         handle,
-        read_options=pacsv.ReadOptions(column_names=header, block_size=1 << 22),
+        read_options=pacsv.ReadOptions(block_size=1 << 22),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in header}, strings_can_be_null=True

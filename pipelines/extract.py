@@ -109,7 +109,7 @@ class _Validate(beam.DoFn):
 def _one_item_per_id(element):
     """Keep one row per item id (the smallest, so the choice is deterministic); dead-letter the rest."""
     item_id, copies = element
-    copies = sorted(copies)
+    copies = sorted(copies, key=lambda it: (it.title, it.tags, it.category or "", it.text or ""))
     yield copies[0]
     for extra in copies[1:]:
         yield beam.pvalue.TaggedOutput(
@@ -294,9 +294,12 @@ class Summarise:
             "events": events,
             "items": {
                 "read": counts.get("items_read", 0),
-                "used": counts.get("items_used", 0),
+                "in_catalogue": counts.get("items_in_catalogue", 0),
+                "with_events": counts.get("items_used", 0),  # the only ones embedded
                 "rejected": sum(item_rejects.values()),
                 "rejected_by_reason": item_rejects,
+                "balanced": counts.get("items_read", 0)
+                == counts.get("items_in_catalogue", 0) + sum(item_rejects.values()),
             },
             "users": {
                 "with_valid_events": users,
@@ -330,12 +333,21 @@ def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
         | "GroupItems" >> beam.GroupByKey()
         | "OneItemPerId" >> beam.FlatMap(_one_item_per_id).with_output_types(Item).with_outputs("dead", main="ok")
     )
+    # Only catalogue items that some valid event refers to are embedded: a large catalogue with
+    # sparse activity would otherwise pay for vectors nobody uses.
+    used_items = (
+        {"item": unique_items.ok | "KeyUniqueItems" >> beam.Map(lambda it: (it.item_id, it)),
+         "used": events.ok | "UsedIds" >> beam.Map(lambda e: (e.item_id, None)) | "DistinctUsed" >> beam.Distinct()}
+        | "JoinUsed" >> beam.CoGroupByKey()
+        | "KeepUsed" >> beam.FlatMap(lambda kv: list(kv[1]["item"])[:1] if list(kv[1]["used"]) else [])
+        .with_output_types(Item)
+    )
     embed = EmbedCatalogue(opts.embedding_model, None if opts.embed_per_event else opts.embedding_cache,
                            opts.embed_batch_size, opts.torch_threads)
     events_by_item = events.ok | "KeyEventsByItem" >> beam.Map(lambda e: (e.item_id, e))
     if opts.embed_per_event:
         vectors = (
-            {"item": unique_items.ok | "KeyItemsForBaseline" >> beam.Map(lambda it: (it.item_id, it)),
+            {"item": used_items | "KeyItemsForBaseline" >> beam.Map(lambda it: (it.item_id, it)),
              "event": events_by_item}
             | "JoinForBaseline" >> beam.CoGroupByKey()
             | "ItemPerEvent" >> beam.FlatMap(_items_once_per_event)
@@ -345,7 +357,7 @@ def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
             | "OneVectorPerItem" >> beam.Map(_first_vector)
         )
     else:
-        vectors = unique_items.ok | "EmbedCatalogue" >> embed
+        vectors = used_items | "EmbedCatalogue" >> embed
 
     catalogue_df = (
         unique_items.ok
@@ -399,7 +411,9 @@ def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
             | "EventsReadOnes" >> beam.Map(lambda _: ("events_read", 1)),
             (items.ok, items.dead) | "ItemsRead" >> beam.Flatten()
             | "ItemsReadOnes" >> beam.Map(lambda _: ("items_read", 1)),
-            catalogue_size | "ItemsUsed" >> beam.Map(lambda n: ("items_used", n)),
+            catalogue_size | "ItemsInCatalogue" >> beam.Map(lambda n: ("items_in_catalogue", n)),
+            used_items | "CountUsedItems" >> beam.combiners.Count.Globally()
+            | "ItemsUsed" >> beam.Map(lambda n: ("items_used", n)),
         )
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)

@@ -157,7 +157,7 @@ def generate(config: SampleConfig | None = None) -> SampleData:
             n_sessions = int(rng.integers(4, 13))
             middle = rng.choice(np.arange(start + 1, start + duration), size=n_sessions - 2, replace=False)
             days = [start, start + duration, *map(int, middle)]
-            pool_size = int(rng.integers(6, 16))
+            pool_size = min(int(rng.integers(6, 16)), len(items_of_topic[topic]))
             pool = rng.choice(items_of_topic[topic], size=pool_size, replace=False)
             for day in days:
                 for _ in range(int(rng.integers(1, 5))):

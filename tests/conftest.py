@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests run offline, on CPU, with one torch thread."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from journeys import io  # noqa: E402
+from journeys.sample.generator import SampleConfig, generate  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory) -> dict:
+    """A 12-user sample on disk: paths to events, items and truth."""
+    folder = tmp_path_factory.mktemp("sample")
+    data = generate(SampleConfig(users=12, seed=3, items_per_topic=10))
+    paths = {name: str(folder / f"{name}.parquet") for name in ("events", "items", "truth")}
+    io.write_table(data.events, paths["events"])
+    io.write_table(data.items, paths["items"])
+    io.write_table(data.truth, paths["truth"])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory) -> str:
+    """One embedding cache for the whole session: each item is embedded once across all tests."""
+    return str(tmp_path_factory.mktemp("embedding-cache"))

@@ -1,0 +1,151 @@
+"""The Beam extraction pipeline end to end, on the local runner, with the real MiniLM encoder."""
+
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
+
+from eval.extraction import evaluate
+from journeys import io, schema
+from journeys.inputs import InputError
+from pipelines import extract
+
+
+def _run(events, items, out, cache, *extra):
+    return extract.run(["--events", events, "--items", items, "--out", str(out), "--embedding_cache", cache, *extra],
+                       save_main_session=False)
+
+
+@pytest.fixture(scope="module")
+def sample_run(small_sample, embedding_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("extract")
+    summary = _run(small_sample["events"], small_sample["items"], out, embedding_cache)
+    return out, summary
+
+
+def test_every_event_is_accounted_for_and_journeys_match_the_truth(sample_run, small_sample):
+    out, summary = sample_run
+    events = summary["events"]
+    assert events["balanced"] and events["rejected"] == 0
+    assert events["read"] == io.read_table(small_sample["events"]).num_rows
+    assert events["in_journeys"] > 0 and events["in_transient"] > 0
+    assert summary["users"]["with_valid_events"] == 12
+    journeys = io.read_table(str(out / "journeys"))
+    assert journeys.schema.equals(schema.JOURNEYS, check_metadata=False)
+    assert journeys.num_rows == summary["journeys"]
+    truth = io.read_table(small_sample["truth"])
+    metrics = evaluate(zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist()), truth)
+    assert metrics["journey_recall"] >= 0.75 and metrics["journey_precision"] >= 0.75
+    transient = io.read_table(str(out / "transient"))
+    assert transient.num_rows == summary["transient_clusters"]
+    assert all(transient["reason"].to_pylist())
+    assert io.read_table(str(out / "dead_letter")).num_rows == 0
+    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "summary.json", "transient"]
+
+
+def test_a_rerun_gives_identical_output_and_replaces_the_old_one(sample_run, small_sample, embedding_cache):
+    out, first = sample_run
+    before = io.read_table(str(out / "journeys"))
+    again = _run(small_sample["events"], small_sample["items"], out, embedding_cache, "--num_shards", "2")
+    assert io.read_table(str(out / "journeys")).sort_by("journey_id").equals(before.sort_by("journey_id"))
+    assert len(list((out / "journeys").iterdir())) <= 2  # the old four shards are gone
+    assert {k: v for k, v in again.items() if k != "wall_seconds"} == {
+        k: v for k, v in first.items() if k != "wall_seconds"}
+
+
+def test_hdbscan_strategy_runs_through_the_pipeline(small_sample, embedding_cache, tmp_path):
+    summary = _run(small_sample["events"], small_sample["items"], tmp_path, embedding_cache, "--strategy", "hdbscan")
+    assert summary["events"]["balanced"] and summary["journeys"] > 0
+    assert set(io.read_table(str(tmp_path / "journeys"))["strategy"].to_pylist()) == {"hdbscan"}
+
+
+BAD_EVENTS = """user_id,item_id,timestamp,weight
+u1,i1,2024-01-01T10:00:00Z,1
+u1,i1,2024-01-01T10:00:00Z,1
+,i1,2024-01-02T10:00:00Z,1
+u1,,2024-01-02T10:00:00Z,1
+u1,i2,yesterday-ish,1
+u1,i2,1704103200,heavy
+u1,i404,1704103200000,1
+u2,i3,1704103200
+u2,i3,2024-01-05,1,extra
+u3,i5,2024-02-01T00:00:00+01:00,
+"""
+
+BAD_ITEMS = [
+    {"item_id": "i1", "title": "🍞 Sourdough at home", "tags": ["baking"]},
+    {"item_id": "i2", "title": "天然酵母パンの作り方", "tags": "baking|bread"},
+    {"item_id": "i3", "title": "Ржаной хлеб", "category": None},
+    {"item_id": "i3", "title": "Ржаной хлеб", "category": "food"},
+    {"item_id": "i4", "title": None},
+    {"item_id": "i5", "title": "Tour de France stage 4", "tags": 7},
+]
+
+
+def test_bad_rows_are_dead_lettered_with_reasons_and_nothing_is_lost(tmp_path, embedding_cache):
+    events = tmp_path / "events.csv"
+    events.write_text(BAD_EVENTS, encoding="utf-8")
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in BAD_ITEMS) + "\n{broken\n", encoding="utf-8")
+    summary = _run(str(events), str(items), tmp_path / "out", embedding_cache)
+    assert summary["events"]["rejected_by_reason"] == {
+        "bad_timestamp": 1, "bad_weight": 1, "duplicate_event": 1, "malformed_row": 2, "missing_item_id": 1,
+        "missing_user_id": 1, "unknown_item": 2,  # i404 is not in the catalogue; i5's item row was rejected
+    }
+    assert summary["items"]["rejected_by_reason"] == {
+        "bad_tags": 1, "duplicate_item": 1, "malformed_row": 1, "missing_title": 1}
+    assert summary["events"]["read"] == 10 and summary["events"]["balanced"]
+    assert summary["items"]["read"] == 7 and summary["items"]["balanced"]
+    dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()
+    assert len(dead) == summary["events"]["rejected"] + summary["items"]["rejected"]
+    assert all(d["reason"] and d["detail"] for d in dead)
+    unknown = [d for d in dead if d["reason"] == "unknown_item"]
+    assert {d["item_id"] for d in unknown} == {"i404", "i5"}
+    assert json.loads(unknown[0]["row"])["user_id"] in {"u1", "u3"}
+
+
+def test_empty_input_gives_empty_readable_datasets(tmp_path, embedding_cache):
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\n")
+    summary = _run(str(events), str(items), tmp_path / "out", embedding_cache)
+    assert summary["events"]["read"] == 0 and summary["journeys"] == 0 and summary["events"]["balanced"]
+    table = io.read_table(str(tmp_path / "out" / "journeys"))
+    assert table.num_rows == 0 and table.schema.names == schema.JOURNEYS.names
+
+
+def test_missing_column_stops_before_running_with_the_column_and_file(tmp_path, small_sample):
+    events = tmp_path / "clicks.csv"
+    events.write_text("user,item_id,timestamp\nu,i,1\n")
+    with pytest.raises(InputError, match=r"clicks\.csv.*'user_id'"):
+        extract.run(["--events", str(events), "--items", small_sample["items"], "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
+def test_multi_processing_mode_gives_the_same_journeys(sample_run, small_sample, embedding_cache, tmp_path):
+    out, _ = sample_run
+    _run(small_sample["events"], small_sample["items"], tmp_path, embedding_cache,
+         "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert io.read_table(str(tmp_path / "journeys")).sort_by("journey_id").equals(
+        io.read_table(str(out / "journeys")).sort_by("journey_id"))
+
+
+def test_the_graph_builds_with_dataflow_options_without_touching_anything(tmp_path, monkeypatch):
+    # No job is submitted: the graph is built and serialised as Dataflow would receive it. The runner
+    # object itself is not created, because DataflowRunner contacts GCS as soon as it starts.
+    monkeypatch.chdir(tmp_path)
+    argv = ["--runner", "DataflowRunner", "--project", "demo-project", "--region", "europe-west1",
+            "--temp_location", "gs://demo-bucket/tmp", "--setup_file", "./setup.py",
+            "--events", "gs://demo-bucket/events/", "--items", "gs://demo-bucket/items.parquet",
+            "--out", "gs://demo-bucket/run", "--embedding_cache", "gs://demo-bucket/cache"]
+    options = PipelineOptions(argv)
+    pipeline = beam.Pipeline(runner="FnApiRunner", options=options)
+    extract.build(pipeline, options.view_as(extract.ExtractOptions))
+    proto = pipeline.to_runner_api()  # pickles every DoFn
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    assert {"ExtractJourneys", "EmbedCatalogue", "Publish", "WriteJourneys"} <= names
+    assert options.view_as(GoogleCloudOptions).project == "demo-project"
+    assert options.view_as(SetupOptions).setup_file == "./setup.py"
+    assert list(tmp_path.iterdir()) == []  # building the graph wrote nothing locally

@@ -1,0 +1,96 @@
+import time
+
+import numpy as np
+
+from journeys.extraction import make_extractor
+from journeys.model import MICROS_PER_DAY, Event, Item
+from journeys.persistence import PersistenceConfig
+from journeys.representation import document_terms
+from journeys.user_extraction import ExtractionSettings, extract_user
+
+DAY = MICROS_PER_DAY
+SETTINGS = ExtractionSettings(make_extractor("icpc"), PersistenceConfig(), "icpc", "test-model")
+
+
+def _catalogue(topics: dict[str, list[str]], dim: int = 16) -> dict:
+    rng = np.random.default_rng(0)
+    catalogue = {}
+    for axis, (topic, titles) in enumerate(topics.items()):
+        for number, title in enumerate(titles):
+            vector = np.zeros(dim)
+            vector[axis] = 1.0
+            vector += rng.normal(0, 0.1, dim)
+            item = Item(f"{topic}-{number}", title, tags=(topic,))
+            catalogue[item.item_id] = (item, (vector / np.linalg.norm(vector)).astype(np.float32))
+    return catalogue
+
+
+CATALOGUE = _catalogue({
+    "bread": ["Shaping a tight boule", "Levain build timing", "Scoring a sourdough loaf", "Rye starter feeding",
+              "Open crumb ciabatta", "Banneton proofing"],
+    "f1": ["Monaco qualifying analysis", "Tyre strategy at Silverstone", "Ferrari pit stop review",
+           "DRS trains explained", "Red Bull floor upgrade", "Safety car restarts"],
+})
+
+
+def _run(events):
+    items = [item for item, _ in CATALOGUE.values()]
+    return extract_user("u1", events, CATALOGUE, SETTINGS, dict(document_terms(items)), len(items))
+
+
+def _journey_events(topic: str, days: list[int]) -> list[Event]:
+    return [Event("u1", f"{topic}-{n % 6}", day * DAY + n * 1_000_000) for n, day in enumerate(days)]
+
+
+def test_a_persistent_interest_becomes_a_journey_and_a_burst_is_transient():
+    events = _journey_events("bread", [0, 3, 9, 15, 22, 30]) + _journey_events("f1", [40, 40, 40, 40, 41])
+    result = _run(events)
+    assert len(result.journeys) == 1 and len(result.transient) == 1
+    journey = result.journeys[0]
+    assert set(journey["item_ids"]) == {f"bread-{n}" for n in range(6)}
+    assert journey["active_days"] == 6 and journey["span_days"] == 30.0
+    assert journey["num_events"] == 6
+    assert 0 < journey["persistence"] <= 1
+    assert "span" in result.transient[0]["reason"] and "active days" in result.transient[0]["reason"]
+    assert result.events_in_journeys + result.events_in_transient + result.noise_events == len(events)
+
+
+def test_journey_ids_depend_on_user_and_items_only():
+    events = _journey_events("bread", [0, 3, 9, 15, 22, 30])
+    first = _run(events).journeys[0]
+    again = _run(list(reversed(events))).journeys[0]
+    assert first["journey_id"] == again["journey_id"]
+    assert first == again
+
+
+def test_salient_terms_and_representative_titles_describe_the_journey():
+    journey = _run(_journey_events("bread", [0, 3, 9, 15, 22, 30]))
+    record = journey.journeys[0]
+    assert record["salient_terms"][0]["weight"] == 1.0
+    assert len(record["representative_titles"]) == 5
+    assert set(record["representative_titles"]) <= {item.title for item, _ in CATALOGUE.values()}
+
+
+def test_duplicate_events_are_dead_lettered_once_each():
+    events = _journey_events("bread", [0, 3, 9, 15, 22, 30])
+    result = _run(events + events[:2])
+    assert [d.reason for d in result.dead_letters] == ["duplicate_event", "duplicate_event"]
+    assert result.journeys[0]["num_events"] == 6
+
+
+def test_a_user_with_one_event_is_noise():
+    result = _run([Event("u1", "bread-0", 0)])
+    assert (result.journeys, result.transient, result.noise_events) == ([], [], 1)
+
+
+def test_a_user_with_fifty_thousand_events_is_handled_quickly():
+    rng = np.random.default_rng(1)
+    item_ids = list(CATALOGUE)
+    events = [Event("u1", item_ids[int(rng.integers(len(item_ids)))], int(t) * 60_000_000 + n)
+              for n, t in enumerate(rng.integers(0, 200 * 24 * 60, 50_000))]
+    started = time.perf_counter()
+    result = _run(events)
+    assert time.perf_counter() - started < 30  # a guard against quadratic blow-up, not a benchmark
+    assert len(result.journeys) == 2
+    assert result.events_in_journeys + result.events_in_transient + result.noise_events + len(
+        result.dead_letters) == 50_000
