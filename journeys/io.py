@@ -173,27 +173,48 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def write_table(table: pa.Table, path: str) -> None:
-    """Write Parquet atomically: a reader never sees a half-written file under the final name."""
+def _write_atomically(path: str, write) -> None:
+    """A reader never sees a half-written file under the final name. On local disks that takes a
+    partial file and a rename; an object-store upload only appears once complete, so it is direct."""
     fs, stripped = url_to_fs(path)
     parent = posixpath.dirname(stripped)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    partial = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
-    with fs.open(partial, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-    fs.mv(partial, stripped)
+    target = stripped
+    if _is_local(fs):
+        target = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
+    with fs.open(target, "wb") as handle:
+        write(handle)
+    if target != stripped:
+        fs.mv(target, stripped)
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    _write_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
 
 
 def write_text(text: str, path: str) -> None:
+    _write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def move_folder(source: str, target: str) -> None:
+    """Replace ``target`` with ``source``: a rename on local disks, copy then delete on object stores
+    (which have no folders to rename)."""
+    fs, src = url_to_fs(source)
+    _, dst = url_to_fs(target)
+    if fs.exists(dst):
+        fs.rm(dst, recursive=True)
+    if _is_local(fs):
+        fs.mv(src, dst, recursive=True)
+    else:
+        fs.copy(src, dst, recursive=True)
+        fs.rm(src, recursive=True)
+
+
+def remove(path: str) -> None:
     fs, stripped = url_to_fs(path)
-    parent = posixpath.dirname(stripped)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    partial = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
-    with fs.open(partial, "wb") as handle:
-        handle.write(text.encode("utf-8"))
-    fs.mv(partial, stripped)
+    if fs.exists(stripped):
+        fs.rm(stripped, recursive=True)
 
 
 def join(base: str, *parts: str) -> str:

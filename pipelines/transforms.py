@@ -90,18 +90,13 @@ class Publish(beam.DoFn):
         self.started_at, self.summarise = started_at, summarise
 
     def process(self, _, written: list[str], counts: list[tuple[str, int]]):
-        fs, _path = io.url_to_fs(self.out)
         for name, schema in self.datasets.items():
             staged = io.join(self.staging, name)
             if not any(p.startswith(staged + "/") for p in written):
                 # An empty result is still a readable dataset with the right columns.
                 io.write_table(schema.empty_table(), io.join(staged, "part-00000.parquet"))
-            final = io.join(self.out, name)
-            if fs.exists(final):
-                fs.rm(final, recursive=True)
-            fs.mv(staged, final, recursive=True)
-        if fs.exists(self.staging):
-            fs.rm(self.staging, recursive=True)
+            io.move_folder(staged, io.join(self.out, name))
+        io.remove(self.staging)
         summary = self.summarise(merge_counts(counts))
         summary["wall_seconds"] = round(time.time() - self.started_at, 2)
         io.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", io.join(self.out, "summary.json"))
