@@ -5,7 +5,7 @@ as many users as give about that many events (the default sample has about 72.5 
 writes its events and items as Parquet into a work folder, and runs the whole Beam pipeline
 (``pipelines.extract.run``) in this process on the local runner, with no embedding cache so that
 embedding is measured, default options and one torch thread. Each run reads, validates, embeds
-every catalogue item once, clusters every user, writes all datasets and the summary.
+every catalogue item with events once, clusters every user, writes all datasets and the summary.
 
 What is reported per size and variant:
 
@@ -20,9 +20,9 @@ Modules (Beam, torch, sentence-transformers) are imported once before anything i
 variant pays for them; loading the model from disk is part of every run, as in a real one.
 
 The baseline (``--embed_per_event``) embeds an item once for every event on it, as a naive pipeline
-would; the ratio per-event seconds / per-item seconds says how many times slower that is. Note that
-the per-item pipeline embeds the whole catalogue (about 4,950 items in the sample, whatever the
-number of users), so at small sizes, with fewer events than catalogue items, the ratio is below 1.
+would; the ratio per-event seconds / per-item seconds says how many times slower that is. The
+per-item pipeline embeds each catalogue item that has events once, so the ratio grows with the
+number of events per distinct item.
 
 Run from the repository root:
 
@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine['cpu_count']} CPUs (os.cpu_count()), torch threads used = "
           f"{machine['torch_num_threads_after']}, "
           f"{machine['platform']}, Python {machine['python']}, torch {machine['torch']}, {machine['runner']}")
-    print("items = catalogue rows (all embedded by the per-item pipeline); peak MiB = highest RSS during a run; "
-          "rise MiB = peak minus RSS just before the run (largest over the runs)")
+    print("items = catalogue rows (the per-item pipeline embeds those with events once); "
+          "peak MiB = highest RSS during a run; rise MiB = peak minus RSS just before the run (largest over the runs)")
 
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios, "machine": machine},

@@ -45,8 +45,8 @@ class Setting(NamedTuple):
 SWEEP: list[Setting] = [
     Setting("icpc threshold 0.40", "icpc", {"threshold": 0.40}),
     Setting("icpc threshold 0.45", "icpc", {"threshold": 0.45}),
-    Setting("icpc threshold 0.50 (default)", "icpc", {"threshold": 0.50}),
-    Setting("icpc threshold 0.55", "icpc", {"threshold": 0.55}),
+    Setting("icpc threshold 0.50", "icpc", {"threshold": 0.50}),
+    Setting("icpc threshold 0.55 (default)", "icpc", {"threshold": 0.55}),
     Setting("icpc threshold 0.60", "icpc", {"threshold": 0.60}),
     Setting("icpc centroid merge off (1.0)", "icpc", {"centroid_merge_threshold": 1.0}),
     Setting("icpc refine off", "icpc", {"refine": False}),

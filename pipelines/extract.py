@@ -48,7 +48,7 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--items", help="item catalogue, same formats")
         group.add_argument("--out", help="output folder (local or gs://)")
         group.add_argument("--strategy", default="icpc", choices=strategies(), help="clustering strategy")
-        group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.5)")
+        group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.55)")
         group.add_argument("--merge_threshold", type=float, default=None,
                            help="ICPC: cosine to merge a small journey (0.4)")
         group.add_argument("--centroid_merge_threshold", type=float, default=None,
@@ -201,8 +201,8 @@ def _items_once_per_event(element):
 
 
 def _first_vector(element):
-    item_id, pairs = element
-    return min(pairs, key=lambda pair: pair[0])
+    _, pairs = element
+    return min(pairs, key=lambda pair: pair[0].content_key())
 
 
 # ---- join and extract ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from journeys.extraction.base import NOISE, Extractor, register, relabel_by_firs
 
 @dataclass(frozen=True)
 class ICPCConfig:
-    threshold: float = field(default=0.5, metadata={"help": "cosine to a centroid needed to join it"})
+    threshold: float = field(default=0.55, metadata={"help": "cosine to a centroid needed to join it"})
     merge_threshold: float = field(
         default=0.4, metadata={"help": "cosine needed to merge a too-small journey into another"}
     )
