@@ -6,6 +6,7 @@ whole file; a line that cannot even be parsed is reported as malformed with its 
 
 from __future__ import annotations
 
+import csv
 import json
 import posixpath
 import uuid
@@ -82,7 +83,7 @@ def read_columns(path: str) -> list[str]:
             return list(pq.ParquetFile(handle).schema_arrow.names)
         if fmt == "csv":
             header = handle.readline().decode("utf-8-sig").strip()
-            return next(iter(_csv_rows([header]))) if header else []
+            return next(csv.reader([header])) if header else []
         for line in handle:
             if line.strip():
                 try:
@@ -92,12 +93,6 @@ def read_columns(path: str) -> list[str]:
                 if isinstance(record, dict):
                     return list(record)
         return []
-
-
-def _csv_rows(lines: list[str]) -> Iterator[list[str]]:
-    import csv
-
-    return csv.reader(lines)
 
 
 def iter_rows(path: str, batch_size: int = 8192) -> Iterator[ParsedRow]:

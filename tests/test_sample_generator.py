@@ -47,6 +47,13 @@ def test_persistent_journeys_span_weeks_and_transients_a_day():
         assert days >= 21 if kind == "persistent" else days < 1
 
 
+def test_impossible_knobs_are_refused_not_looped_on():
+    import pytest
+
+    with pytest.raises(ValueError, match="number of topics"):
+        generate(SampleConfig(users=1, max_journeys=500))
+
+
 def test_knobs_change_the_data():
     few = generate(SampleConfig(users=30, seed=0, max_journeys=1, noise_share=0.0)).truth.to_pylist()
     assert not [r for r in few if r["kind"] == "noise"]

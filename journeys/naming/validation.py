@@ -17,7 +17,8 @@ _QUOTES = "\"'“”‘’«»`"
 
 def clean(text: str) -> str:
     """Strip quotes, a leading "Name:"-style prefix, trailing punctuation and extra space."""
-    text = unicodedata.normalize("NFKC", text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    lines = unicodedata.normalize("NFKC", text or "").strip().splitlines()
+    text = lines[0] if lines else ""  # a model may go on after the name: keep the first line
     text = _PREFIX.sub("", text).strip().strip(_QUOTES).strip()
     text = re.sub(r"\s+", " ", text).rstrip(".!?,;:").strip().strip(_QUOTES).strip()
     return text

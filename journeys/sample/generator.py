@@ -139,6 +139,8 @@ def generate(config: SampleConfig | None = None) -> SampleData:
     rng = np.random.default_rng(config.seed)
     spec = load_topics()
     topics, domains = spec["topics"], spec["domains"]
+    if config.max_journeys + config.max_transient > len(topics):
+        raise ValueError(f"max_journeys + max_transient must be at most {len(topics)}, the number of topics")
     items, items_of_topic, family_members = _catalogue(topics, domains, config, rng)
 
     test_count = max(1, round(len(topics) * config.test_share))
