@@ -19,6 +19,7 @@ Turn users' activity histories into persistent, named interest journeys.
 
   sample    write a synthetic sample with ground truth (events, items, truth)
   extract   cluster each user's events into journeys (an Apache Beam pipeline)
+  name      name the journeys (keywords namer; an Apache Beam pipeline)
   eval      score extracted journeys against the sample's ground truth
   convert   turn public data sets (MovieLens) into the events/items format
 
@@ -51,6 +52,17 @@ def _extract(args, beam_args: list[str]) -> int:
         "events_in_journeys": events["in_journeys"], "events_rejected": events["rejected"],
         "wall_seconds": summary["wall_seconds"],
     }))
+    return 0
+
+
+def _name(args, beam_args: list[str]) -> int:
+    from pipelines import name
+
+    argv = ["--journeys", args.journeys, "--out", args.out, "--namer", args.namer, *beam_args]
+    if args.model:
+        argv += ["--model", args.model]
+    summary = name.run(argv)
+    print(json.dumps({k: summary[k] for k in ("journeys_read", "named", "failed", "wall_seconds")} | {"out": args.out}))
     return 0
 
 
@@ -107,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--items", required=True, help="items file, folder or glob")
     extract.add_argument("--out", required=True, help="output folder")
 
+    naming = commands.add_parser(
+        "name", help="name extracted journeys (a Beam pipeline)",
+        description="Read OUT/journeys (from extract); write DIR/named/ (each journey with its name, the "
+        "strategy, model, grounding score and fallback reason), DIR/dead_letter/ (journeys whose naming "
+        "failed, with the error) and DIR/summary.json. Only the keywords namer exists so far; the LLM "
+        "namers are being built. Other options go to Beam, as for extract.")
+    naming.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
+    naming.add_argument("--out", required=True, help="output folder")
+    naming.add_argument("--namer", default="keywords", choices=["keywords"], help="naming strategy")
+    naming.add_argument("--model", default=None, help="model id or path (default: the packaged MiniLM)")
+
     evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
     evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
     ev_extraction = evals.add_parser(
@@ -131,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "extract":
+    if extra and args.command not in ("extract", "name"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.configure(args.verbose)
     from journeys.inputs import InputError
@@ -141,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sample(args)
         if args.command == "extract":
             return _extract(args, extra)
+        if args.command == "name":
+            return _name(args, extra)
         if args.command == "eval":
             return _eval_extraction(args)
         return _convert_movielens(args)

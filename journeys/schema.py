@@ -88,6 +88,22 @@ JOURNEYS = _with_meta("journeys", _JOURNEY_FIELDS)
 # Clusters that failed the persistence filter: same record plus why they failed.
 TRANSIENT = _with_meta("transient", [*_JOURNEY_FIELDS, pa.field("reason", pa.string(), nullable=False)])
 
+# A journey with its name: what the naming pipeline writes.
+NAMED_JOURNEYS = _with_meta(
+    "named_journeys",
+    [
+        *_JOURNEY_FIELDS,
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("naming_strategy", pa.string(), nullable=False),
+        pa.field("naming_model", pa.string()),
+        pa.field("adapter", pa.string()),
+        pa.field("template_version", pa.string()),
+        pa.field("grounding", pa.float32(), nullable=False),
+        pa.field("fell_back", pa.bool_(), nullable=False),
+        pa.field("fallback_reason", pa.string()),
+    ],
+)
+
 DEAD_LETTER = _with_meta(
     "dead_letter",
     [

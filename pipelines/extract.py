@@ -32,6 +32,7 @@ from journeys.representation import document_terms
 from journeys.user_extraction import ExtractionSettings, extract_user
 from journeys.validation import DeadLetter, validate_event, validate_item
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
+from pipelines.options import CommonOptions
 from pipelines.transforms import Publish, ReadRows, WriteShards
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ class ExtractOptions(PipelineOptions):
         group = parser.add_argument_group("journey extraction")
         group.add_argument("--events", help="events: Parquet, CSV or JSONL file, folder or glob (local or gs://)")
         group.add_argument("--items", help="item catalogue, same formats")
-        group.add_argument("--out", help="output folder (local or gs://)")
         group.add_argument("--strategy", default="icpc", choices=strategies(), help="clustering strategy")
         group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.55)")
         group.add_argument("--merge_threshold", type=float, default=None,
@@ -68,7 +68,6 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--embedding_cache", default=None,
                            help="folder for cached item vectors, keyed by model and item content; reruns reuse them")
         group.add_argument("--embed_batch_size", type=int, default=64, help="texts per encoder batch")
-        group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
         group.add_argument("--num_shards", type=int, default=4, help="Parquet files per output dataset")
         group.add_argument("--embed_per_event", action="store_true",
                            help="benchmark baseline only: embed every event's item instead of each item once")
@@ -311,13 +310,14 @@ class Summarise:
         }
 
 
-def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     """Add the extraction graph to ``pipeline``. Nothing is read or written until it runs."""
+    opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
     params = extractor_params(opts)
     make_extractor(opts.strategy, **params)  # fail now, with a clear message, on a bad parameter
     persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days)
     model = model_identity(opts.embedding_model)
-    staging = io.join(opts.out, f"_staging-{uuid.uuid4().hex[:12]}")
+    staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
     events = (
         pipeline | "ReadEvents" >> ReadRows(opts.events)
@@ -343,7 +343,7 @@ def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
         .with_output_types(Item)
     )
     embed = EmbedCatalogue(opts.embedding_model, None if opts.embed_per_event else opts.embedding_cache,
-                           opts.embed_batch_size, opts.torch_threads)
+                           opts.embed_batch_size, common.torch_threads)
     events_by_item = events.ok | "KeyEventsByItem" >> beam.Map(lambda e: (e.item_id, e))
     if opts.embed_per_event:
         vectors = (
@@ -428,7 +428,7 @@ def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
         pipeline
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
-            Publish(opts.out, staging, DATASETS, time.time(), Summarise(config)),
+            Publish(common.out, staging, DATASETS, time.time(), Summarise(config)),
             written=beam.pvalue.AsList(written),
             counts=beam.pvalue.AsList(counts),
         )
@@ -438,9 +438,9 @@ def build(pipeline: beam.Pipeline, opts: ExtractOptions) -> None:
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     """Run the extraction and return the summary (also written to ``OUT/summary.json``)."""
     options = PipelineOptions(argv)
-    opts = options.view_as(ExtractOptions)
-    for name in ("events", "items", "out"):
-        if not getattr(opts, name):
+    opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
+    for name, value in (("events", opts.events), ("items", opts.items), ("out", common.out)):
+        if not value:
             raise ValueError(f"--{name} is required")
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
@@ -450,9 +450,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     options.view_as(SetupOptions).save_main_session = save_main_session
     check_inputs(opts.events, opts.items)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, opts)
+    build(pipeline, options)
     pipeline.run().wait_until_finish()
-    fs, path = io.url_to_fs(io.join(opts.out, "summary.json"))
+    fs, path = io.url_to_fs(io.join(common.out, "summary.json"))
     with fs.open(path, "r") as handle:
         return json.load(handle)
 

@@ -142,7 +142,7 @@ def test_the_graph_builds_with_dataflow_options_without_touching_anything(tmp_pa
             "--out", "gs://demo-bucket/run", "--embedding_cache", "gs://demo-bucket/cache"]
     options = PipelineOptions(argv)
     pipeline = beam.Pipeline(runner="FnApiRunner", options=options)
-    extract.build(pipeline, options.view_as(extract.ExtractOptions))
+    extract.build(pipeline, options)
     proto = pipeline.to_runner_api()  # pickles every DoFn
     names = {t.unique_name for t in proto.components.transforms.values()}
     assert {"ExtractJourneys", "EmbedCatalogue", "Publish", "WriteJourneys"} <= names

@@ -1,0 +1,165 @@
+"""Beam pipeline: journeys -> named journeys, with RunInference and our own ModelHandler.
+
+    read OUT/journeys -> group by user (so one user's names can be made distinct) ->
+    RunInference (batched; the namer is loaded once per worker) -> named/ and dead_letter/ -> summary
+
+Beam's huggingface_inference module is not used: it cannot be imported with transformers 5.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from journeys import io, schema
+from journeys.embedding import DEFAULT_MODEL
+from journeys.naming import KeywordNamer, KeywordNamerConfig, Namer
+from journeys.validation import DeadLetter
+from pipelines.options import CommonOptions
+from pipelines.transforms import Publish, ReadRows, WriteShards
+
+NAMERS = ("keywords",)  # the LLM namers (few-shot, prompt-tuned, fine-tuned) are not built yet
+DATASETS = {"named": schema.NAMED_JOURNEYS, "dead_letter": schema.DEAD_LETTER}
+
+
+class NameOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("journey naming")
+        group.add_argument("--journeys", help="the journeys/ dataset written by extract")
+        group.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
+        group.add_argument("--model", default=DEFAULT_MODEL, help="the namer's model id or path")
+        group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
+
+
+class _LoadedNamer:
+    """What load_model returns: RunInference needs a weak-referenceable object."""
+
+    def __init__(self, namer: Namer):
+        self.namer = namer
+
+
+class NamerHandler(ModelHandler):
+    """Each element is one user's journeys; a batch is several users, named in one call."""
+
+    def __init__(self, namer: str, model: str, batch_size: int, torch_threads: int):
+        self.namer, self.model, self.batch_size, self.torch_threads = namer, model, batch_size, torch_threads
+
+    def load_model(self) -> _LoadedNamer:
+        from journeys.embedding import Embedder
+
+        embedder = Embedder(self.model, torch_threads=self.torch_threads)
+        return _LoadedNamer(KeywordNamer(KeywordNamerConfig(model=self.model), embedder))
+
+    def run_inference(self, batch: Sequence[list[dict]], model: _LoadedNamer,
+                      inference_args=None) -> Iterable[PredictionResult]:
+        results = model.namer.name([journey for user_journeys in batch for journey in user_journeys])
+        start = 0
+        for user_journeys in batch:
+            yield PredictionResult(user_journeys, results[start:start + len(user_journeys)])
+            start += len(user_journeys)
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+
+def _named_records(prediction: PredictionResult):
+    for journey, result in zip(prediction.example, prediction.inference):
+        named = asdict(result)
+        yield {
+            **{k: journey[k] for k in schema.JOURNEYS.names},
+            "name": named["name"], "naming_strategy": named["strategy"], "naming_model": named["model"],
+            "adapter": named["adapter"], "template_version": named["template_version"],
+            "grounding": named["grounding"], "fell_back": named["fell_back"],
+            "fallback_reason": named["fallback_reason"],
+        }
+
+
+def _failed_batch(failure):
+    batch, error = failure
+    for user_journeys in batch:
+        for journey in user_journeys:
+            yield DeadLetter("journeys", "naming_failed", f"{type(error).__name__}: {error}",
+                             {"journey_id": journey["journey_id"]}, journey["user_id"], None).to_record()
+
+
+class _Summarise:
+    def __init__(self, config: dict):
+        self.config = config
+
+    def __call__(self, counts: dict[str, int]) -> dict:
+        return {"schema_version": schema.SCHEMA_VERSION, "config": self.config,
+                "journeys_read": counts.get("read", 0), "named": counts.get("named", 0),
+                "failed": counts.get("failed", 0),
+                "balanced": counts.get("read", 0) == counts.get("named", 0) + counts.get("failed", 0)}
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+    opts, common = options.view_as(NameOptions), options.view_as(CommonOptions)
+    staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
+    journeys = (
+        pipeline | "ReadJourneys" >> ReadRows(opts.journeys)
+        | "Rows" >> beam.Map(lambda parsed: parsed[0])
+    )
+    per_user = (
+        journeys
+        | "KeyByUser" >> beam.Map(lambda j: (j["user_id"], j))
+        | "GroupByUser" >> beam.GroupByKey()
+        | "InTimeOrder" >> beam.Map(lambda kv: sorted(kv[1], key=lambda j: (j["first_ts"], j["journey_id"])))
+    )
+    handler = NamerHandler(opts.namer, opts.model, opts.batch_size, common.torch_threads)
+    main, failures = per_user | "Name" >> RunInference(handler).with_exception_handling()
+    named = main | "ToRecords" >> beam.FlatMap(_named_records)
+    dead = failures.failed_inferences | "FailedToDeadLetters" >> beam.FlatMap(_failed_batch)
+    written = (
+        (
+            named | "WriteNamed" >> WriteShards(io.join(staging, "named"), schema.NAMED_JOURNEYS, "user_id",
+                                                ("user_id", "first_ts", "journey_id"), 4),
+            dead | "WriteDeadLetters" >> WriteShards(io.join(staging, "dead_letter"), schema.DEAD_LETTER,
+                                                     "user_id", ("user_id", "row"), 4),
+        )
+        | "AllWritten" >> beam.Flatten()
+    )
+    counts = (
+        (
+            journeys | "CountRead" >> beam.Map(lambda _: ("read", 1)),
+            named | "CountNamed" >> beam.Map(lambda _: ("named", 1)),
+            dead | "CountFailed" >> beam.Map(lambda _: ("failed", 1)),
+        )
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    config = {"journeys": opts.journeys, "namer": opts.namer, "model": opts.model}
+    _ = (
+        pipeline
+        | "PublishTrigger" >> beam.Create([None])
+        | "Publish" >> beam.ParDo(Publish(common.out, staging, DATASETS, time.time(), _Summarise(config)),
+                                  written=beam.pvalue.AsList(written), counts=beam.pvalue.AsList(counts))
+    )
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
+    """Name the journeys and return the summary (also written to ``OUT/summary.json``)."""
+    import json
+
+    options = PipelineOptions(argv)
+    opts, common = options.view_as(NameOptions), options.view_as(CommonOptions)
+    for name, value in (("journeys", opts.journeys), ("out", common.out)):
+        if not value:
+            raise ValueError(f"--{name} is required")
+    io.list_input_files(opts.journeys)  # a clear error now if the dataset is missing
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = "FnApiRunner"
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options)
+    pipeline.run().wait_until_finish()
+    fs, path = io.url_to_fs(io.join(common.out, "summary.json"))
+    with fs.open(path, "r") as handle:
+        return json.load(handle)

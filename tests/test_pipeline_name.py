@@ -1,0 +1,43 @@
+"""The naming pipeline: RunInference with our ModelHandler, on the extraction test run's journeys."""
+
+import pyarrow as pa
+import pytest
+
+from journeys import io, schema
+from pipelines import extract, name
+
+
+@pytest.fixture(scope="module")
+def journeys_dir(small_sample, embedding_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("extract-for-naming")
+    extract.run(["--events", small_sample["events"], "--items", small_sample["items"], "--out", str(out),
+                 "--embedding_cache", embedding_cache], save_main_session=False)
+    return str(out / "journeys")
+
+
+def test_every_journey_is_named_once_with_distinct_names_per_user(journeys_dir, tmp_path):
+    summary = name.run(["--journeys", journeys_dir, "--out", str(tmp_path)], save_main_session=False)
+    journeys = io.read_table(journeys_dir)
+    named = io.read_table(str(tmp_path / "named"))
+    assert summary["balanced"] and summary["named"] == journeys.num_rows and summary["failed"] == 0
+    assert sorted(named["journey_id"].to_pylist()) == sorted(journeys["journey_id"].to_pylist())
+    assert named.schema.equals(schema.NAMED_JOURNEYS, check_metadata=False)
+    rows = named.to_pylist()
+    assert all(r["name"] and r["naming_strategy"] == "keywords" and 0 < r["grounding"] <= 1 for r in rows)
+    per_user: dict[str, list[str]] = {}
+    for row in rows:
+        per_user.setdefault(row["user_id"], []).append(row["name"].casefold())
+    assert all(len(names) == len(set(names)) for names in per_user.values())
+
+
+def test_a_journey_that_cannot_be_named_is_dead_lettered_not_lost(journeys_dir, tmp_path):
+    table = io.read_table(journeys_dir)
+    rows = table.to_pylist()
+    rows[0]["centroid"] = [0.5, 0.5]  # the wrong width for the model: naming this user must fail
+    io.write_table(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), str(tmp_path / "in" / "part.parquet"))
+    summary = name.run(["--journeys", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--batch_size", "1"],
+                       save_main_session=False)
+    assert summary["balanced"] and summary["failed"] >= 1 and summary["named"] == len(rows) - summary["failed"]
+    dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()
+    assert rows[0]["user_id"] in {d["user_id"] for d in dead}
+    assert all(d["reason"] == "naming_failed" and "centroid" in d["detail"] for d in dead)
