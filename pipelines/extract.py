@@ -12,7 +12,6 @@ summary's counts add up (``events.balanced``). Runs on the local portable runner
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import typing
@@ -20,7 +19,7 @@ import uuid
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, embed_items, model_identity
@@ -32,7 +31,7 @@ from journeys.representation import document_terms
 from journeys.user_extraction import ExtractionSettings, extract_user
 from journeys.validation import DeadLetter, validate_event, validate_item
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
-from pipelines.options import CommonOptions
+from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards
 
 log = logging.getLogger(__name__)
@@ -442,19 +441,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     for name, value in (("events", opts.events), ("items", opts.items), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required")
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        # The DirectRunner would first try to download the Prism runner; this is the same local
-        # portable runner, offline, and it honours --direct_running_mode / --direct_num_workers.
-        standard.runner = "FnApiRunner"
-    options.view_as(SetupOptions).save_main_session = save_main_session
     check_inputs(opts.events, opts.items)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
-    pipeline.run().wait_until_finish()
-    fs, path = io.url_to_fs(io.join(common.out, "summary.json"))
-    with fs.open(path, "r") as handle:
-        return json.load(handle)
+    return run_and_summarise(options, build, save_main_session)
 
 
 if __name__ == "__main__":

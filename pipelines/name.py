@@ -15,13 +15,13 @@ from dataclasses import asdict
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
 from journeys.embedding import DEFAULT_MODEL
 from journeys.naming import KeywordNamer, KeywordNamerConfig, Namer
 from journeys.validation import DeadLetter
-from pipelines.options import CommonOptions
+from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards
 
 NAMERS = ("keywords",)  # the LLM namers (few-shot, prompt-tuned, fine-tuned) are not built yet
@@ -146,20 +146,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     """Name the journeys and return the summary (also written to ``OUT/summary.json``)."""
-    import json
-
     options = PipelineOptions(argv)
     opts, common = options.view_as(NameOptions), options.view_as(CommonOptions)
     for name, value in (("journeys", opts.journeys), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required")
     io.list_input_files(opts.journeys)  # a clear error now if the dataset is missing
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
-    options.view_as(SetupOptions).save_main_session = save_main_session
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
-    pipeline.run().wait_until_finish()
-    fs, path = io.url_to_fs(io.join(common.out, "summary.json"))
-    with fs.open(path, "r") as handle:
-        return json.load(handle)
+    return run_and_summarise(options, build, save_main_session)

@@ -3,7 +3,13 @@ parser, so a flag is declared once, here, and each pipeline reads it with ``view
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions
+import json
+from collections.abc import Callable
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from journeys import io
 
 
 class CommonOptions(PipelineOptions):
@@ -12,3 +18,19 @@ class CommonOptions(PipelineOptions):
         group = parser.add_argument_group("journeys")
         group.add_argument("--out", help="output folder (local or gs://)")
         group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
+
+
+def run_and_summarise(options: PipelineOptions, build: Callable, save_main_session: bool) -> dict:
+    """Build and run a pipeline, then return the ``summary.json`` its Publish step wrote."""
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        # The DirectRunner would first try to download the Prism runner; this is the same local
+        # portable runner, offline, and it honours --direct_running_mode / --direct_num_workers.
+        standard.runner = "FnApiRunner"
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options)
+    pipeline.run().wait_until_finish()
+    fs, path = io.url_to_fs(io.join(options.view_as(CommonOptions).out, "summary.json"))
+    with fs.open(path, "r") as handle:
+        return json.load(handle)
