@@ -86,6 +86,7 @@ def _convert_movielens(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from journeys.naming import NAMERS
     from journeys.sample.generator import SampleConfig
 
     parser = argparse.ArgumentParser(prog="journeys", description=DESCRIPTION,
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "namers are being built. Other options go to Beam, as for extract.")
     naming.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     naming.add_argument("--out", required=True, help="output folder")
-    naming.add_argument("--namer", default="keywords", choices=["keywords"], help="naming strategy")
+    naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
     naming.add_argument("--model", default=None, help="model id or path (default: the packaged MiniLM)")
 
     evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")

@@ -19,12 +19,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
 from journeys.embedding import DEFAULT_MODEL
-from journeys.naming import KeywordNamer, KeywordNamerConfig, Namer
+from journeys.naming import NAMERS, KeywordNamer, KeywordNamerConfig, Namer
 from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards
 
-NAMERS = ("keywords",)  # the LLM namers (few-shot, prompt-tuned, fine-tuned) are not built yet
 DATASETS = {"named": schema.NAMED_JOURNEYS, "dead_letter": schema.DEAD_LETTER}
 
 
@@ -54,6 +53,8 @@ class NamerHandler(ModelHandler):
     def load_model(self) -> _LoadedNamer:
         from journeys.embedding import Embedder
 
+        if self.namer not in NAMERS:
+            raise ValueError(f"unknown namer '{self.namer}': choose one of {', '.join(NAMERS)}")
         embedder = Embedder(self.model, torch_threads=self.torch_threads)
         return _LoadedNamer(KeywordNamer(KeywordNamerConfig(model=self.model), embedder))
 

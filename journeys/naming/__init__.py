@@ -3,4 +3,7 @@
 from journeys.naming.base import Namer, NameResult
 from journeys.naming.keywords import KeywordNamer, KeywordNamerConfig
 
-__all__ = ["KeywordNamer", "KeywordNamerConfig", "NameResult", "Namer"]
+# Strategies that can be chosen today; the LLM namers (few-shot, prompt-tuned, fine-tuned) are not built yet.
+NAMERS = ("keywords",)
+
+__all__ = ["NAMERS", "KeywordNamer", "KeywordNamerConfig", "NameResult", "Namer"]

@@ -111,7 +111,8 @@ class KeywordNamer(Namer):
             ranked = self._rank(journey, options, vectors)
             titles = list(journey.get("representative_titles", []))
             casing = original_casing(titles)
-            acceptable = [display(p, casing) for p in ranked if problem(display(p, casing), titles) is None]
+            shown = [display(p, casing) for p in ranked]
+            acceptable = [p for p in shown if problem(p, titles) is None]
             name = display(compose(ranked, self.config.max_words), casing) if ranked else ""
             if problem(name, titles) is not None:
                 name = acceptable[0] if acceptable else "Untitled Interest"
