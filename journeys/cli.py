@@ -19,7 +19,8 @@ Turn users' activity histories into persistent, named interest journeys.
 
   sample    write a synthetic sample with ground truth (events, items, truth)
   extract   cluster each user's events into journeys (an Apache Beam pipeline)
-  name      name the journeys (keywords namer; an Apache Beam pipeline)
+  name      name the journeys: keywords, few-shot, prompt-tuned or fine-tuned (a Beam pipeline)
+  tune      make training pairs, and train prompt-tuned or fine-tuned namers
   eval      score extracted journeys against the sample's ground truth
   convert   turn public data sets (MovieLens) into the events/items format
 
@@ -59,10 +60,38 @@ def _name(args, beam_args: list[str]) -> int:
     from pipelines import name
 
     argv = ["--journeys", args.journeys, "--out", args.out, "--namer", args.namer, *beam_args]
-    if args.model:
-        argv += ["--model", args.model]
+    for option in ("model", "adapter", "encoder"):
+        if getattr(args, option):
+            argv += [f"--{option}", getattr(args, option)]
     summary = name.run(argv)
     print(json.dumps({k: summary[k] for k in ("journeys_read", "named", "failed", "wall_seconds")} | {"out": args.out}))
+    return 0
+
+
+def _tune_pairs(args) -> int:
+    from journeys import io
+    from tuning.pairs import build_pairs, write_pairs
+
+    sample = {"truth": io.join(args.sample, "truth.parquet"), "items": io.join(args.sample, "items.parquet")} \
+        if args.sample else {}
+    movielens = {"user_tags": io.join(args.movielens, "user_tags.parquet"),
+                 "movielens_items": io.join(args.movielens, "items.parquet")} if args.movielens else {}
+    pairs, counts = build_pairs(**sample, **movielens, bank=not args.no_bank)
+    write_pairs(pairs, args.out)
+    print(json.dumps({"out": args.out, **counts}))
+    return 0
+
+
+def _tune(args) -> int:
+    from tuning.pairs import read_pairs
+    from tuning.train import TuneConfig, train
+
+    values = {f.name: getattr(args, f.name) for f in fields(TuneConfig) if getattr(args, f.name, None) is not None}
+    if args.target == "prompt":
+        values["method"] = "prompt"
+    metadata = train(read_pairs(args.train), TuneConfig(**values), args.out).metadata
+    print(json.dumps({"out": args.out, "method": metadata["method"], "pairs": metadata["pairs"],
+                      **metadata["metrics"]}))
     return 0
 
 
@@ -124,12 +153,53 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="name extracted journeys (a Beam pipeline)",
         description="Read OUT/journeys (from extract); write DIR/named/ (each journey with its name, the "
         "strategy, model, grounding score and fallback reason), DIR/dead_letter/ (journeys whose naming "
-        "failed, with the error) and DIR/summary.json. Only the keywords namer exists so far; the LLM "
-        "namers are being built. Other options go to Beam, as for extract.")
+        "failed, with the error) and DIR/summary.json. LLM answers that fail validation are replaced by the "
+        "keywords name, with the reason. Other options go to Beam, as for extract (e.g. --max_titles 10, "
+        "--exemplars 3, --batch_size 32).")
     naming.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     naming.add_argument("--out", required=True, help="output folder")
     naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
-    naming.add_argument("--model", default=None, help="model id or path (default: the packaged MiniLM)")
+    naming.add_argument("--model", default=None,
+                        help="LLM namers: a Hugging Face causal or seq2seq model id or path (default: the built-in "
+                        "base for few-shot, the adapter's own base for tuned namers)")
+    naming.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
+    naming.add_argument("--encoder", default=None,
+                        help="sentence encoder for keywords, grounding and exemplars (default: the packaged "
+                        "MiniLM; must be the model the journeys were extracted with)")
+
+    tune = commands.add_parser("tune", help="train a namer: training pairs, prompt tuning, fine-tuning")
+    tunes = tune.add_subparsers(dest="target", required=True, metavar="TARGET")
+    pairs = tunes.add_parser(
+        "pairs", help="write training pairs (titles -> name) as JSONL",
+        description="Write OUT (JSONL, one {titles, keywords, name, source} per line) from the curated "
+        "exemplar bank, a sample's train topics (--sample DIR written by `journeys sample`) and MovieLens "
+        "user tags (--movielens DIR written by `journeys convert movielens`: a tag one user gave to 3 or "
+        "more movies names that group). The sample's test topics never enter the pairs.")
+    pairs.add_argument("--out", required=True, help="pairs file to write (.jsonl)")
+    pairs.add_argument("--sample", help="a folder written by `journeys sample`")
+    pairs.add_argument("--movielens", help="a folder written by `journeys convert movielens`")
+    pairs.add_argument("--no-bank", dest="no_bank", action="store_true", help="leave out the exemplar bank")
+    from tuning.train import TuneConfig
+
+    for target, method_help in (("prompt", "PEFT prompt tuning: learned virtual tokens, frozen base"),
+                                ("finetune", "LoRA (default) or full fine-tuning (--method full)")):
+        parser_ = tunes.add_parser(
+            target, help=method_help,
+            description=f"{method_help}. Train from --train PAIRS (JSONL of titles -> name) and write OUT: the "
+            "adapter (or whole model), its tokenizer and journeys_adapter.json (base model, prompt template, "
+            "training-data hash, metrics). Use it with `journeys name --namer "
+            f"{'prompt-tuned' if target == 'prompt' else 'fine-tuned'} --adapter OUT`.")
+        parser_.add_argument("--train", required=True, help="training pairs (JSONL), e.g. from `journeys tune pairs`")
+        parser_.add_argument("--out", required=True, help="folder to write the tuned namer to")
+        skip = {"prompt": ("method", "lora_rank"), "finetune": ("virtual_tokens",)}[target]
+        for f in fields(TuneConfig):
+            if f.name in skip:
+                continue
+            kind = str if f.name in ("base", "method", "template") else float if f.name in (
+                "learning_rate", "validation_share") else int
+            parser_.add_argument(f"--{f.name}", type=kind, default=None,
+                                 choices=("lora", "full") if f.name == "method" else None,
+                                 help=f.metadata["help"] + ("" if f.default is None else f" (default {f.default})"))
 
     evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
     evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
@@ -167,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             return _extract(args, extra)
         if args.command == "name":
             return _name(args, extra)
+        if args.command == "tune":
+            return _tune_pairs(args) if args.target == "pairs" else _tune(args)
         if args.command == "eval":
             return _eval_extraction(args)
         return _convert_movielens(args)

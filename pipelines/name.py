@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
 from journeys.embedding import DEFAULT_MODEL
-from journeys.naming import NAMERS, KeywordNamer, KeywordNamerConfig, Namer
+from journeys.naming import NAMERS, Namer, create_namer
 from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards
@@ -33,7 +33,13 @@ class NameOptions(PipelineOptions):
         group = parser.add_argument_group("journey naming")
         group.add_argument("--journeys", help="the journeys/ dataset written by extract")
         group.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
-        group.add_argument("--model", default=DEFAULT_MODEL, help="the namer's model id or path")
+        group.add_argument("--model", default=None,
+                           help="LLM namers: model id or path (default: the built-in base, or the adapter's base)")
+        group.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: folder from `journeys tune`")
+        group.add_argument("--encoder", default=DEFAULT_MODEL,
+                           help="sentence encoder for keywords, grounding and exemplars: the extraction's model")
+        group.add_argument("--max_titles", type=int, default=10, help="LLM namers: titles per prompt")
+        group.add_argument("--exemplars", type=int, default=3, help="few-shot: exemplars per prompt")
         group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
 
 
@@ -47,16 +53,12 @@ class _LoadedNamer:
 class NamerHandler(ModelHandler):
     """Each element is one user's journeys; a batch is several users, named in one call."""
 
-    def __init__(self, namer: str, model: str, batch_size: int, torch_threads: int):
-        self.namer, self.model, self.batch_size, self.torch_threads = namer, model, batch_size, torch_threads
+    def __init__(self, namer: str, batch_size: int, torch_threads: int, **namer_options):
+        self.namer, self.batch_size, self.torch_threads = namer, batch_size, torch_threads
+        self.namer_options = namer_options
 
     def load_model(self) -> _LoadedNamer:
-        from journeys.embedding import Embedder
-
-        if self.namer not in NAMERS:
-            raise ValueError(f"unknown namer '{self.namer}': choose one of {', '.join(NAMERS)}")
-        embedder = Embedder(self.model, torch_threads=self.torch_threads)
-        return _LoadedNamer(KeywordNamer(KeywordNamerConfig(model=self.model), embedder))
+        return _LoadedNamer(create_namer(self.namer, torch_threads=self.torch_threads, **self.namer_options))
 
     def run_inference(self, batch: Sequence[list[dict]], model: _LoadedNamer,
                       inference_args=None) -> Iterable[PredictionResult]:
@@ -68,6 +70,14 @@ class NamerHandler(ModelHandler):
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+
+def namer_options(opts: NameOptions) -> dict:
+    options = {"encoder": opts.encoder}
+    if opts.namer != "keywords":
+        options |= {"model": opts.model, "adapter": opts.adapter, "max_titles": opts.max_titles,
+                    "exemplars": opts.exemplars}
+    return options
 
 
 def _named_records(prediction: PredictionResult):
@@ -114,7 +124,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "GroupByUser" >> beam.GroupByKey()
         | "InTimeOrder" >> beam.Map(lambda kv: sorted(kv[1], key=lambda j: (j["first_ts"], j["journey_id"])))
     )
-    handler = NamerHandler(opts.namer, opts.model, opts.batch_size, common.torch_threads)
+    handler = NamerHandler(opts.namer, opts.batch_size, common.torch_threads, **namer_options(opts))
     main, failures = per_user | "Name" >> RunInference(handler).with_exception_handling()
     named = main | "ToRecords" >> beam.FlatMap(_named_records)
     dead = failures.failed_inferences | "FailedToDeadLetters" >> beam.FlatMap(_failed_batch)
@@ -136,7 +146,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
-    config = {"journeys": opts.journeys, "namer": opts.namer, "model": opts.model}
+    config = {"journeys": opts.journeys, "namer": opts.namer, **namer_options(opts)}
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
@@ -153,4 +163,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         if not value:
             raise ValueError(f"--{name} is required")
     io.list_input_files(opts.journeys)  # a clear error now if the dataset is missing
+    if opts.namer in ("prompt-tuned", "fine-tuned") and not opts.adapter:
+        raise ValueError(f"the {opts.namer} namer needs --adapter: a folder made by `journeys tune`")
     return run_and_summarise(options, build, save_main_session)

@@ -13,11 +13,13 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from journeys import io  # noqa: E402
 from journeys.sample.generator import SampleConfig, generate  # noqa: E402
 
 torch.set_num_threads(1)
+transformers_logging.disable_progress_bar()
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,23 @@ def small_sample(tmp_path_factory) -> dict:
 def embedding_cache(tmp_path_factory) -> str:
     """One embedding cache for the whole session: each item is embedded once across all tests."""
     return str(tmp_path_factory.mktemp("embedding-cache"))
+
+
+@pytest.fixture(scope="session")
+def journeys_dir(small_sample, embedding_cache, tmp_path_factory) -> str:
+    """The small sample's extracted journeys/ folder, for the naming and export tests."""
+    from pipelines import extract
+
+    out = tmp_path_factory.mktemp("extracted")
+    extract.run(["--events", small_sample["events"], "--items", small_sample["items"], "--out", str(out),
+                 "--embedding_cache", embedding_cache], save_main_session=False)
+    return str(out / "journeys")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    """Paths of a tiny seq2seq and a tiny causal model (see tiny_models.py)."""
+    from tiny_models import tiny_causal, tiny_seq2seq
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return {"seq2seq": tiny_seq2seq(str(folder / "seq2seq")), "causal": tiny_causal(str(folder / "causal"))}

@@ -1,18 +1,9 @@
 """The naming pipeline: RunInference with our ModelHandler, on the extraction test run's journeys."""
 
 import pyarrow as pa
-import pytest
 
 from journeys import io, schema
-from pipelines import extract, name
-
-
-@pytest.fixture(scope="module")
-def journeys_dir(small_sample, embedding_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("extract-for-naming")
-    extract.run(["--events", small_sample["events"], "--items", small_sample["items"], "--out", str(out),
-                 "--embedding_cache", embedding_cache], save_main_session=False)
-    return str(out / "journeys")
+from pipelines import name
 
 
 def test_every_journey_is_named_once_with_distinct_names_per_user(journeys_dir, tmp_path):

@@ -1,9 +1,26 @@
 """Naming journeys: one Namer interface, validated and deduplicated names, grounded in the items."""
 
+from journeys.embedding import DEFAULT_MODEL
 from journeys.naming.base import Namer, NameResult
 from journeys.naming.keywords import KeywordNamer, KeywordNamerConfig
 
-# Strategies that can be chosen today; the LLM namers (few-shot, prompt-tuned, fine-tuned) are not built yet.
-NAMERS = ("keywords",)
+NAMERS = ("keywords", "few-shot", "prompt-tuned", "fine-tuned")
 
-__all__ = ["NAMERS", "KeywordNamer", "KeywordNamerConfig", "NameResult", "Namer"]
+
+def create_namer(strategy: str, model: str | None = None, adapter: str | None = None,
+                 encoder: str = DEFAULT_MODEL, torch_threads: int = 1, **options) -> Namer:
+    """The namer for ``strategy``; ``options`` are LLMNamerConfig fields (max_titles, exemplars...)."""
+    from journeys.embedding import Embedder
+
+    if strategy not in NAMERS:
+        raise ValueError(f"unknown namer '{strategy}': choose one of {', '.join(NAMERS)}")
+    embedder = Embedder(encoder, torch_threads=torch_threads)
+    if strategy == "keywords":
+        return KeywordNamer(KeywordNamerConfig(model=encoder), embedder)
+    from journeys.naming.llm import LLMNamer, LLMNamerConfig
+
+    config = LLMNamerConfig(strategy=strategy, model=model, adapter=adapter, encoder=encoder, **options)
+    return LLMNamer(config, embedder)
+
+
+__all__ = ["NAMERS", "KeywordNamer", "KeywordNamerConfig", "NameResult", "Namer", "create_namer"]

@@ -16,6 +16,7 @@ import numpy as np
 
 from journeys.embedding import DEFAULT_MODEL, Embedder, model_identity
 from journeys.naming.base import Namer, NameResult
+from journeys.naming.grounding import grounding_scores, unit_centroid
 from journeys.naming.validation import dedupe, problem, title_case
 from journeys.representation import tokens
 
@@ -120,7 +121,7 @@ class KeywordNamer(Namer):
             alternatives.append([a for a in acceptable if a != name])
 
         names = dedupe(names, [j["user_id"] for j in journeys], alternatives)
-        name_vectors = self.embedder.encode(names)
+        scores = grounding_scores(self.embedder, names, journeys)
         model = model_identity(self.config.model)
         return [
             NameResult(
@@ -130,25 +131,15 @@ class KeywordNamer(Namer):
                 model=model,
                 adapter=None,
                 template_version=None,
-                grounding=round(float(vector @ self._centroid(journey)), 4),
+                grounding=score,
             )
-            for journey, name, vector in zip(journeys, names, name_vectors)
+            for journey, name, score in zip(journeys, names, scores)
         ]
-
-    def _centroid(self, journey: dict) -> np.ndarray:
-        centroid = np.asarray(journey["centroid"], dtype=np.float32)
-        if centroid.shape[0] != self.embedder.dimension:
-            raise ValueError(
-                f"journey {journey['journey_id']} has a {centroid.shape[0]}-d centroid but the namer's model "
-                f"gives {self.embedder.dimension}-d vectors: name with the extraction's embedding model "
-                f"({journey.get('embedding_model')})")
-        norm = np.linalg.norm(centroid)
-        return centroid / norm if norm else centroid
 
     def _rank(self, journey: dict, options: list[str], vectors: dict[str, np.ndarray]) -> list[str]:
         if not options:
             return []
         matrix = np.stack([vectors[p] for p in options])
-        relevance = matrix @ self._centroid(journey)
+        relevance = matrix @ unit_centroid(journey, self.embedder.dimension)
         order = mmr(relevance, matrix @ matrix.T, self.config.diversity, k=len(options))
         return [options[i] for i in order]

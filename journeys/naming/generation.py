@@ -1,0 +1,114 @@
+"""Loading a generative model (with or without a tuned adapter) and batched greedy generation.
+
+Works with any Hugging Face causal or sequence-to-sequence model. Causal models are left-padded so
+that every prompt in a batch ends where generation starts; both kinds are truncated from the left,
+so an over-long prompt loses its instruction and exemplars before it loses the question.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from journeys.naming import base_model
+
+ADAPTER_METADATA = "journeys_adapter.json"
+MAX_INPUT_TOKENS = 512
+
+
+def read_adapter_metadata(adapter: str) -> dict:
+    path = Path(adapter) / ADAPTER_METADATA
+    if not path.is_file():
+        raise ValueError(f"{adapter} is not a tuned namer: {ADAPTER_METADATA} is missing "
+                         "(make one with `journeys tune prompt` or `journeys tune finetune`)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class Generator:
+    model: object
+    tokenizer: object
+    seq2seq: bool
+    model_identity: str
+    adapter_identity: str | None = None
+    metadata: dict = field(default_factory=dict)
+    virtual_tokens: int = 0  # prompt-tuning tokens the model prepends to every prompt
+    prompt_tokens: int = 0  # running totals, for cost reports
+    generated_tokens: int = 0
+
+    def generate(self, prompts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+        import torch
+
+        stop = self.stop_token_ids()
+        texts: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            batch = self.tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                                   truncation=True, max_length=MAX_INPUT_TOKENS)
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                    eos_token_id=stop, pad_token_id=self.tokenizer.pad_token_id)
+            if not self.seq2seq:
+                output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
+            self.prompt_tokens += int(batch["attention_mask"].sum()) + self.virtual_tokens * len(output)
+            self.generated_tokens += int((output != self.tokenizer.pad_token_id).sum())
+            texts.extend(self.tokenizer.batch_decode(output, skip_special_tokens=True))
+        return texts
+
+    def stop_token_ids(self) -> list[int]:
+        """End of sequence, and a line break where the tokenizer has one token for it: a name is one line."""
+        ids = [self.tokenizer.eos_token_id]
+        newline = self.tokenizer.encode("\n", add_special_tokens=False)
+        if len(newline) == 1 and newline[0] not in ids:
+            ids.append(newline[0])
+        return [i for i in ids if i is not None]
+
+
+def load_base(model: str | None):
+    """(model, tokenizer, is_seq2seq) for a model id or path; None is the packaged default base."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    location = base_model.resolve(model)
+    config = AutoConfig.from_pretrained(location)
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    loaded = loader.from_pretrained(location)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    prepare_tokenizer(tokenizer, seq2seq)
+    return loaded, tokenizer, seq2seq
+
+
+def prepare_tokenizer(tokenizer, seq2seq: bool) -> None:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token is None:  # BERT-style vocabularies: [SEP] ends a sequence
+        tokenizer.eos_token = tokenizer.sep_token
+    tokenizer.padding_side = "right" if seq2seq else "left"
+    tokenizer.truncation_side = "left"
+
+
+def load_generator(model: str | None = None, adapter: str | None = None) -> Generator:
+    """The base model alone (few-shot), or with a tuned adapter folder made by ``journeys tune``.
+
+    An adapter remembers its base model; ``model`` overrides it (e.g. the same base at another path).
+    """
+    import torch
+
+    metadata = read_adapter_metadata(adapter) if adapter else {}
+    base = model if model is not None else metadata.get("base_model")
+    if metadata.get("method") == "full":
+        # A fully fine-tuned model is a whole model: load it from the adapter folder itself.
+        loaded, tokenizer, seq2seq = load_base(adapter)
+    else:
+        loaded, tokenizer, seq2seq = load_base(base)
+        if adapter:
+            from peft import PeftModel
+
+            loaded = PeftModel.from_pretrained(loaded, adapter)
+    loaded.eval()
+    torch.manual_seed(0)
+    virtual = int(metadata.get("virtual_tokens", 0)) if metadata.get("method") == "prompt" else 0
+    return Generator(loaded, tokenizer, seq2seq, base_model.model_identity(base),
+                     str(adapter).rstrip("/") if adapter else None, metadata, virtual)

@@ -1,0 +1,107 @@
+"""The LLM namers: few-shot prompting, a prompt-tuned adapter, or a fine-tuned model.
+
+All three build a prompt from the journey's most representative titles and salient terms, generate
+greedily in batches, and then treat the answer as untrusted: it is cleaned and validated, and a name
+that fails validation is replaced by the keyword namer's name, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from journeys.embedding import DEFAULT_MODEL, Embedder
+from journeys.naming.base import Namer, NameResult
+from journeys.naming.generation import Generator, load_generator
+from journeys.naming.grounding import grounding_scores, unit_centroid
+from journeys.naming.keywords import KeywordNamer, KeywordNamerConfig, display, original_casing
+from journeys.naming.prompting import (
+    ExemplarBank,
+    fields_for,
+    journey_inputs,
+    load_exemplars,
+    load_template,
+    render_exemplars,
+    template_from_id,
+)
+from journeys.naming.validation import clean, dedupe, problem
+
+# Which tuning methods each tuned strategy accepts.
+METHODS = {"prompt-tuned": ("prompt",), "fine-tuned": ("lora", "full")}
+
+
+@dataclass(frozen=True)
+class LLMNamerConfig:
+    strategy: str = field(default="few-shot", metadata={"help": "few-shot | prompt-tuned | fine-tuned"})
+    model: str | None = field(default=None, metadata={"help": "model id or path (default: the built-in base)"})
+    adapter: str | None = field(default=None, metadata={"help": "folder written by `journeys tune`"})
+    encoder: str = field(default=DEFAULT_MODEL, metadata={"help": "sentence encoder of the journeys"})
+    max_titles: int = field(default=10, metadata={"help": "titles in the prompt, most representative first"})
+    max_keywords: int = field(default=6, metadata={"help": "salient terms in the prompt"})
+    exemplars: int = field(default=3, metadata={"help": "few-shot exemplars, nearest the journey first"})
+    exemplar_bank: str | None = field(default=None, metadata={"help": "JSONL bank (default: the curated one)"})
+    max_new_tokens: int = field(default=12, metadata={"help": "longest answer generated"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
+
+    def __post_init__(self):
+        if self.strategy not in ("few-shot", *METHODS):
+            raise ValueError(f"unknown LLM strategy '{self.strategy}'")
+        if self.strategy in METHODS and not self.adapter:
+            raise ValueError(f"the {self.strategy} namer needs --adapter: a folder made by `journeys tune`")
+        if min(self.max_titles, self.max_new_tokens, self.batch_size) < 1 or self.exemplars < 0:
+            raise ValueError("max_titles, max_new_tokens and batch_size must be positive, exemplars >= 0")
+
+
+class LLMNamer(Namer):
+    def __init__(self, config: LLMNamerConfig, embedder: Embedder | None = None,
+                 generator: Generator | None = None):
+        self.config = config
+        self.strategy = config.strategy
+        self.embedder = embedder or Embedder(config.encoder)
+        self.fallback = KeywordNamer(KeywordNamerConfig(model=config.encoder), self.embedder)
+        self.generator = generator or load_generator(config.model, config.adapter)
+        method = self.generator.metadata.get("method")
+        if config.strategy in METHODS and method not in METHODS[config.strategy]:
+            raise ValueError(f"{config.adapter} was tuned with method '{method}', which is not a "
+                             f"{config.strategy} namer; use --namer "
+                             f"{next(s for s, m in METHODS.items() if method in m)}")
+        if config.strategy == "few-shot":
+            self.template = load_template("few_shot")
+            self.bank = ExemplarBank(load_exemplars(config.exemplar_bank), self.embedder.encode)
+        else:
+            self.template = template_from_id(self.generator.metadata["template"])
+            self.bank = None
+
+    def prompt(self, journey: dict) -> str:
+        titles, keywords = journey_inputs(journey, self.config.max_titles, self.config.max_keywords)
+        values = fields_for(titles, keywords)
+        if self.bank is not None:
+            centroid = unit_centroid(journey, self.embedder.dimension)
+            values["exemplars"] = render_exemplars(self.bank.nearest(centroid, self.config.exemplars),
+                                                   self.config.max_titles)
+        return self.template.render(**values)
+
+    def name(self, journeys: list[dict]) -> list[NameResult]:
+        if not journeys:
+            return []
+        keyword_names = [r.name for r in self.fallback.name(journeys)]
+        answers = self.generator.generate([self.prompt(j) for j in journeys], self.config.batch_size,
+                                          self.config.max_new_tokens)
+        names, reasons = [], []
+        for journey, answer, keyword_name in zip(journeys, answers, keyword_names):
+            titles = list(journey.get("representative_titles", []))
+            name = clean(answer)
+            if name and name == name.lower():  # uncased vocabularies answer in lower case
+                name = display(name, original_casing(titles))
+            reason = problem(name, titles, self.template.instruction)
+            names.append(keyword_name if reason else name)
+            reasons.append(f"model answer rejected ({reason}): {answer.strip()[:80]!r}" if reason else None)
+        # A second pass makes one user's names distinct, trying the keyword name before numbering.
+        names = dedupe(names, [j["user_id"] for j in journeys], [[k] for k in keyword_names])
+        scores = grounding_scores(self.embedder, names, journeys)
+        return [
+            NameResult(journey_id=journey["journey_id"], name=name, strategy=self.strategy,
+                       model=self.generator.model_identity, adapter=self.generator.adapter_identity,
+                       template_version=self.template.id, grounding=score, fell_back=reason is not None,
+                       fallback_reason=reason)
+            for journey, name, score, reason in zip(journeys, names, scores, reasons)
+        ]
