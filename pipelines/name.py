@@ -165,4 +165,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     io.list_input_files(opts.journeys)  # a clear error now if the dataset is missing
     if opts.namer in ("prompt-tuned", "fine-tuned") and not opts.adapter:
         raise ValueError(f"the {opts.namer} namer needs --adapter: a folder made by `journeys tune`")
+    if opts.adapter:
+        from journeys.naming.llm import check_adapter
+
+        check_adapter(opts.namer, opts.adapter)
     return run_and_summarise(options, build, save_main_session)

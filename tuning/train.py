@@ -30,6 +30,10 @@ STRATEGY_OF = {"prompt": "prompt-tuned", "lora": "fine-tuned", "full": "fine-tun
 # Prompt tuning moves a few embeddings a long way; full fine-tuning moves every weight a little.
 DEFAULT_LEARNING_RATE = {"prompt": 3e-2, "lora": 1e-3, "full": 5e-5}
 INIT_TEXT = "Give a short name for the interest these items share"
+# A decoder warm-started from an encoder checkpoint (the built-in base) gets its cross-attention and
+# the transform of its language-model head freshly initialised: low-rank updates to random weights
+# learn little, so LoRA trains these few modules in full and saves them with the adapter.
+NEWLY_INITIALISED = ["crossattention", "transform"]
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,11 @@ def _wrap(model, config: TuneConfig, seq2seq: bool, location: str):
     else:
         # PEFT knows the attention layers of common architectures; BERT-style ones (the built-in base)
         # are named query/key/value, which covers the decoder's cross-attention too.
-        targets = ["query", "key", "value"] if model.config.model_type in ("encoder-decoder", "bert") else None
+        bert_like = model.config.model_type in ("encoder-decoder", "bert")
         peft_config = LoraConfig(task_type=task, r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                                 lora_dropout=0.0, target_modules=targets)
+                                 lora_dropout=0.0, target_modules=["query", "key", "value"] if bert_like else None,
+                                 modules_to_save=NEWLY_INITIALISED if model.config.model_type == "encoder-decoder"
+                                 else None)
     return get_peft_model(model, peft_config)
 
 

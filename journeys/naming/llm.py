@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from journeys.embedding import DEFAULT_MODEL, Embedder
 from journeys.naming.base import Namer, NameResult
-from journeys.naming.generation import Generator, load_generator
+from journeys.naming.generation import Generator, load_generator, read_adapter_metadata
 from journeys.naming.grounding import grounding_scores, unit_centroid
 from journeys.naming.keywords import KeywordNamer, KeywordNamerConfig, display, original_casing
 from journeys.naming.prompting import (
@@ -51,6 +51,15 @@ class LLMNamerConfig:
             raise ValueError("max_titles, max_new_tokens and batch_size must be positive, exemplars >= 0")
 
 
+def check_adapter(strategy: str, adapter: str) -> None:
+    """A clear error, before any model is loaded, when an adapter does not fit the strategy."""
+    method = read_adapter_metadata(adapter).get("method")
+    if strategy not in METHODS or method not in METHODS[strategy]:
+        fits = next((s for s, methods in METHODS.items() if method in methods), None)
+        raise ValueError(f"{adapter} was tuned with method '{method}', so it is not a {strategy} namer"
+                         + (f"; use --namer {fits}" if fits else ""))
+
+
 class LLMNamer(Namer):
     def __init__(self, config: LLMNamerConfig, embedder: Embedder | None = None,
                  generator: Generator | None = None):
@@ -58,12 +67,9 @@ class LLMNamer(Namer):
         self.strategy = config.strategy
         self.embedder = embedder or Embedder(config.encoder)
         self.fallback = KeywordNamer(KeywordNamerConfig(model=config.encoder), self.embedder)
+        if config.adapter:
+            check_adapter(config.strategy, config.adapter)
         self.generator = generator or load_generator(config.model, config.adapter)
-        method = self.generator.metadata.get("method")
-        if config.strategy in METHODS and method not in METHODS[config.strategy]:
-            raise ValueError(f"{config.adapter} was tuned with method '{method}', which is not a "
-                             f"{config.strategy} namer; use --namer "
-                             f"{next(s for s, m in METHODS.items() if method in m)}")
         if config.strategy == "few-shot":
             self.template = load_template("few_shot")
             self.bank = ExemplarBank(load_exemplars(config.exemplar_bank), self.embedder.encode)

@@ -1,0 +1,157 @@
+"""Naming throughput per strategy and batch size, against a one-call-per-journey loop.
+
+For each strategy (keywords, few-shot, prompt-tuned, fine-tuned) on the same journeys and the same
+base model, in this process, with one torch thread:
+
+- names/s when the namer is given all journeys and generates in batches of 1, 8 and 32 prompts;
+- names/s of the one-call loop: the namer called once per journey, which is how BERTopic's
+  text-generation representation labels topics (one pipeline call per topic);
+- the ratio batched / loop, measured in the same run;
+- prompt tokens per journey (virtual tokens included) and generated tokens per journey, so few-shot
+  (instruction + exemplars + question) can be compared with prompt-tuned (learned tokens + question);
+- peak resident memory.
+
+Timings are medians over ``--repeats``. The namers are loaded before timing (model loading is not
+part of names/s). Throughput does not depend on how well an adapter was trained, so when no adapter
+is given one is trained for a few steps on the exemplar bank just to have one to time.
+
+Journeys come from ``--journeys DIR`` (an extract output's journeys/), or else a small built-in sample
+is generated and extracted first.
+
+    python benchmarks/name.py --journeys out/journeys --limit 64
+    python benchmarks/name.py --model path/to/causal-lm --prompt_adapter A --finetune_adapter B
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from memory import MIB, PeakRSS
+
+BATCH_SIZES = (1, 8, 32)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--journeys", help="journeys/ folder (default: extract a small built-in sample)")
+    parser.add_argument("--users", type=int, default=30, help="users in the built-in sample")
+    parser.add_argument("--limit", type=int, default=64, help="journeys named per measurement")
+    parser.add_argument("--model", default=None, help="base model id or path (default: the built-in base)")
+    parser.add_argument("--prompt_adapter", help="a prompt-tuned namer folder (default: train a stand-in)")
+    parser.add_argument("--finetune_adapter", help="a fine-tuned namer folder (default: train a stand-in)")
+    parser.add_argument("--strategies", default="keywords,few-shot,prompt-tuned,fine-tuned")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the figures here")
+    return parser.parse_args(argv)
+
+
+def load_journeys(args, work: Path) -> list[dict]:
+    from journeys import io
+
+    folder = args.journeys
+    if not folder:
+        from journeys.sample.generator import SampleConfig, generate
+        from pipelines import extract
+
+        data = generate(SampleConfig(users=args.users, seed=0))
+        for name in ("events", "items"):
+            io.write_table(getattr(data, name), str(work / f"{name}.parquet"))
+        extract.run(["--events", str(work / "events.parquet"), "--items", str(work / "items.parquet"),
+                     "--out", str(work / "extract")], save_main_session=False)
+        folder = str(work / "extract" / "journeys")
+    rows = sorted(io.read_table(folder).to_pylist(), key=lambda j: (j["user_id"], j["first_ts"]))
+    return rows[:args.limit]
+
+
+def stand_in_adapter(method: str, base: str | None, work: Path) -> str:
+    from tuning.pairs import bank_pairs
+    from tuning.train import TuneConfig, train
+
+    out = work / f"stand-in-{method}"
+    train(bank_pairs()[:32], TuneConfig(method=method, base=base, steps=2, batch_size=8, validation_share=0.0),
+          str(out))
+    return str(out)
+
+
+def timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def measure(namer, journeys: list[dict], repeats: int) -> dict:
+    generator = getattr(namer, "generator", None)
+    figures: dict = {}
+    for size in BATCH_SIZES:
+        if generator is not None:
+            namer.config = dataclasses.replace(namer.config, batch_size=size)
+        seconds = statistics.median(timed(lambda: namer.name(journeys)) for _ in range(repeats))
+        figures[f"batch_{size}_names_per_s"] = round(len(journeys) / seconds, 2)
+    if generator is not None:
+        generator.prompt_tokens = generator.generated_tokens = 0
+        namer.name(journeys)
+        figures["prompt_tokens_per_journey"] = round(generator.prompt_tokens / len(journeys), 1)
+        figures["generated_tokens_per_journey"] = round(generator.generated_tokens / len(journeys), 1)
+    loop = statistics.median(timed(lambda: [namer.name([j]) for j in journeys]) for _ in range(repeats))
+    figures["loop_names_per_s"] = round(len(journeys) / loop, 2)
+    figures["batch_32_vs_loop"] = round(figures["batch_32_names_per_s"] / figures["loop_names_per_s"], 2)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    from journeys.embedding import Embedder
+    from journeys.naming import create_namer
+
+    torch.set_num_threads(1)
+    strategies = args.strategies.split(",")
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        journeys = load_journeys(args, work)
+        adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
+        for strategy, method in (("prompt-tuned", "prompt"), ("fine-tuned", "lora")):
+            if strategy in strategies and not adapters[strategy]:
+                adapters[strategy] = stand_in_adapter(method, args.model, work)
+        Embedder()  # load the sentence encoder once, outside the timings
+        for strategy in strategies:
+            options = {} if strategy == "keywords" else {"model": args.model, "adapter": adapters.get(strategy)}
+            namer = create_namer(strategy, **options)
+            with PeakRSS() as memory:
+                figures = measure(namer, journeys, args.repeats)
+            figures["peak_rss_mib"] = round(memory.peak / MIB)
+            results[strategy] = figures
+            print(json.dumps({"strategy": strategy, **figures}), flush=True)
+    report = {"journeys": len(journeys), "repeats": args.repeats, "model": args.model or "built-in base",
+              "torch_threads": 1, "strategies": results}
+    print_table(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def print_table(report: dict) -> None:
+    columns = ["batch_1_names_per_s", "batch_8_names_per_s", "batch_32_names_per_s", "loop_names_per_s",
+               "batch_32_vs_loop", "prompt_tokens_per_journey", "generated_tokens_per_journey", "peak_rss_mib"]
+    print(f"\n{report['journeys']} journeys, model {report['model']}, median of {report['repeats']}")
+    print("| strategy | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for strategy, figures in report["strategies"].items():
+        print(f"| {strategy} | " + " | ".join(str(figures.get(c, "-")) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()
