@@ -36,3 +36,22 @@ def small_sample(tmp_path_factory) -> dict:
 def embedding_cache(tmp_path_factory) -> str:
     """One embedding cache for the whole session: each item is embedded once across all tests."""
     return str(tmp_path_factory.mktemp("embedding-cache"))
+
+
+@pytest.fixture(scope="session")
+def journeys_run(small_sample, embedding_cache, tmp_path_factory) -> dict:
+    """`journeys run` (extract, name, export) on the small sample, once per session: the output folder
+    and the JSON line it printed. Export tests read its named/ dataset instead of re-running both."""
+    import contextlib
+    import io as text_io
+    import json
+
+    from journeys import cli
+
+    out = tmp_path_factory.mktemp("run")
+    printed = text_io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
+                         "--out", str(out), "--embedding_cache", embedding_cache])
+    assert code == 0
+    return {"out": str(out), "named": str(out / "named" / "named"), "printed": json.loads(printed.getvalue())}
