@@ -20,10 +20,10 @@ Turn users' activity histories into persistent, named interest journeys.
   sample    write a synthetic sample with ground truth (events, items, truth)
   extract   cluster each user's events into journeys (an Apache Beam pipeline)
   name      name the journeys (keywords namer; an Apache Beam pipeline)
-  export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
-  run       extract, name and export in one go
   eval      score extracted journeys against the sample's ground truth
   convert   turn public data sets (MovieLens) into the events/items format
+  export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
+  run       extract, name and export in one go
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
 Run `journeys COMMAND --help` for what each command reads and writes."""
@@ -68,6 +68,25 @@ def _name(args, beam_args: list[str]) -> int:
     return 0
 
 
+def _eval_extraction(args) -> int:
+    from eval.extraction import evaluate
+    from journeys import io, schema
+
+    journeys = io.read_table(args.journeys, columns=["user_id", "item_ids"])
+    schema.check_version(journeys.schema, "journeys", args.journeys)
+    truth = io.read_table(args.truth)
+    pairs = zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist())
+    print(json.dumps(evaluate(pairs, truth), indent=2))
+    return 0
+
+
+def _convert_movielens(args) -> int:
+    from journeys.movielens import convert
+
+    print(json.dumps({"out": args.out, **convert(args.src, args.out)}))
+    return 0
+
+
 def _export(args, beam_args: list[str]) -> int:
     from pipelines import export
 
@@ -102,25 +121,6 @@ def _run(args, beam_args: list[str]) -> int:
         "export": {"out": export_out, "rows": manifest["rows"], "users": manifest["users"]},
         "wall_seconds": round(extracted["wall_seconds"] + named["wall_seconds"] + manifest["wall_seconds"], 2),
     }))
-    return 0
-
-
-def _eval_extraction(args) -> int:
-    from eval.extraction import evaluate
-    from journeys import io, schema
-
-    journeys = io.read_table(args.journeys, columns=["user_id", "item_ids"])
-    schema.check_version(journeys.schema, "journeys", args.journeys)
-    truth = io.read_table(args.truth)
-    pairs = zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist())
-    print(json.dumps(evaluate(pairs, truth), indent=2))
-    return 0
-
-
-def _convert_movielens(args) -> int:
-    from journeys.movielens import convert
-
-    print(json.dumps({"out": args.out, **convert(args.src, args.out)}))
     return 0
 
 
@@ -170,6 +170,25 @@ def build_parser() -> argparse.ArgumentParser:
     naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
     naming.add_argument("--model", default=None, help="model id or path (default: the packaged MiniLM)")
 
+    evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
+    evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
+    ev_extraction = evals.add_parser(
+        "extraction", help="score extracted journeys against a sample's truth",
+        description="Print JSON: ARI and NMI of event assignments, journey recall and precision (a "
+        "planted persistent journey is found when an extracted one matches its events with Jaccard "
+        ">= 0.5), transient interests reported as journeys, and journeys per user.")
+    ev_extraction.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
+    ev_extraction.add_argument("--truth", required=True, help="truth.parquet written by sample")
+
+    convert = commands.add_parser("convert", help="convert public data sets to events/items")
+    converters = convert.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    movielens = converters.add_parser(
+        "movielens", help="MovieLens (ml-latest-small or the same layout)",
+        description="Read ratings.csv, movies.csv and tags.csv from SRC; write OUT/events.parquet "
+        "(ratings, weight = rating), OUT/items.parquet (genres as tags) and OUT/user_tags.parquet.")
+    movielens.add_argument("--src", required=True, help="folder with the MovieLens CSV files")
+    movielens.add_argument("--out", required=True, help="output folder")
+
     exporting = commands.add_parser(
         "export", help="export named journeys for consumers (a Beam pipeline)",
         description="Read DIR (the named/ folder written by name); write OUT/journey_labels/ (one row "
@@ -195,25 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--model", default=None, help="the namer's model id or path")
     running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
-
-    evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
-    evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
-    ev_extraction = evals.add_parser(
-        "extraction", help="score extracted journeys against a sample's truth",
-        description="Print JSON: ARI and NMI of event assignments, journey recall and precision (a "
-        "planted persistent journey is found when an extracted one matches its events with Jaccard "
-        ">= 0.5), transient interests reported as journeys, and journeys per user.")
-    ev_extraction.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
-    ev_extraction.add_argument("--truth", required=True, help="truth.parquet written by sample")
-
-    convert = commands.add_parser("convert", help="convert public data sets to events/items")
-    converters = convert.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    movielens = converters.add_parser(
-        "movielens", help="MovieLens (ml-latest-small or the same layout)",
-        description="Read ratings.csv, movies.csv and tags.csv from SRC; write OUT/events.parquet "
-        "(ratings, weight = rating), OUT/items.parquet (genres as tags) and OUT/user_tags.parquet.")
-    movielens.add_argument("--src", required=True, help="folder with the MovieLens CSV files")
-    movielens.add_argument("--out", required=True, help="output folder")
     return parser
 
 
@@ -226,16 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     from journeys.inputs import InputError
 
     try:
+        if args.command == "export":
+            return _export(args, extra)
+        if args.command == "run":
+            return _run(args, extra)
         if args.command == "sample":
             return _sample(args)
         if args.command == "extract":
             return _extract(args, extra)
         if args.command == "name":
             return _name(args, extra)
-        if args.command == "export":
-            return _export(args, extra)
-        if args.command == "run":
-            return _run(args, extra)
         if args.command == "eval":
             return _eval_extraction(args)
         return _convert_movielens(args)

@@ -33,12 +33,6 @@ def small_sample(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def embedding_cache(tmp_path_factory) -> str:
-    """One embedding cache for the whole session: each item is embedded once across all tests."""
-    return str(tmp_path_factory.mktemp("embedding-cache"))
-
-
-@pytest.fixture(scope="session")
 def journeys_run(small_sample, embedding_cache, tmp_path_factory) -> dict:
     """`journeys run` (extract, name, export) on the small sample, once per session: the output folder
     and the JSON line it printed. Export tests read its named/ dataset instead of re-running both."""
@@ -55,3 +49,9 @@ def journeys_run(small_sample, embedding_cache, tmp_path_factory) -> dict:
                          "--out", str(out), "--embedding_cache", embedding_cache])
     assert code == 0
     return {"out": str(out), "named": str(out / "named" / "named"), "printed": json.loads(printed.getvalue())}
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory) -> str:
+    """One embedding cache for the whole session: each item is embedded once across all tests."""
+    return str(tmp_path_factory.mktemp("embedding-cache"))
