@@ -23,6 +23,8 @@ Turn users' activity histories into persistent, named interest journeys.
   tune      make training pairs, and train prompt-tuned or fine-tuned namers
   eval      score extracted journeys against the sample's ground truth
   convert   turn public data sets (MovieLens) into the events/items format
+  export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
+  run       extract, name and export in one go
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
 Run `journeys COMMAND --help` for what each command reads and writes."""
@@ -59,11 +61,7 @@ def _extract(args, beam_args: list[str]) -> int:
 def _name(args, beam_args: list[str]) -> int:
     from pipelines import name
 
-    argv = ["--journeys", args.journeys, "--out", args.out, "--namer", args.namer, *beam_args]
-    for option in ("model", "adapter", "encoder"):
-        if getattr(args, option):
-            argv += [f"--{option}", getattr(args, option)]
-    summary = name.run(argv)
+    summary = name.run(["--journeys", args.journeys, "--out", args.out, *_naming_options(args), *beam_args])
     print(json.dumps({k: summary[k] for k in ("journeys_read", "named", "failed", "wall_seconds")} | {"out": args.out}))
     return 0
 
@@ -111,6 +109,63 @@ def _convert_movielens(args) -> int:
     from journeys.movielens import convert
 
     print(json.dumps({"out": args.out, **convert(args.src, args.out)}))
+    return 0
+
+
+def _export(args, beam_args: list[str]) -> int:
+    from pipelines import export
+
+    argv = ["--named", args.named, "--out", args.out, "--format", args.format, *beam_args]
+    if args.include_centroid:
+        argv.append("--include_centroid")
+    manifest = export.run(argv)
+    print(json.dumps({"out": args.out, **{k: manifest[k] for k in ("rows", "users", "format", "wall_seconds")}}))
+    return 0
+
+
+def _naming_options(args) -> list[str]:
+    argv = ["--namer", args.namer]
+    for option in ("model", "adapter", "encoder"):
+        if getattr(args, option, None):
+            argv += [f"--{option}", getattr(args, option)]
+    return argv
+
+
+def _check_namer(args) -> None:
+    """Refuse a namer that cannot run, before hours of extraction rather than after."""
+    from journeys.naming import NAMERS
+
+    if args.namer not in NAMERS:
+        raise ValueError(f"unknown namer '{args.namer}': the name step supports {', '.join(NAMERS)}")
+    if args.namer in ("prompt-tuned", "fine-tuned") and not args.adapter:
+        raise ValueError(f"the {args.namer} namer needs --adapter: a folder made by `journeys tune`")
+    if args.adapter:
+        from journeys.naming.llm import check_adapter
+
+        check_adapter(args.namer, args.adapter)
+
+
+def _run(args, beam_args: list[str]) -> int:
+    """extract -> name -> export, each step's own pipeline in turn; Beam options go to all three."""
+    from journeys import io
+    from pipelines import export, extract, name
+
+    _check_namer(args)
+    extract_out, named_out = io.join(args.out, "extract"), io.join(args.out, "named")
+    export_out = args.export_to or io.join(args.out, "export")
+    extracted = extract.run(["--events", args.events, "--items", args.items, "--out", extract_out, *beam_args])
+    named = name.run(["--journeys", io.join(extract_out, "journeys"), "--out", named_out, *_naming_options(args),
+                      *beam_args])
+    manifest = export.run(["--named", io.join(named_out, "named"), "--out", export_out,
+                           "--format", args.export_format, *beam_args])
+    print(json.dumps({
+        "out": args.out,
+        "extract": {"out": extract_out, "events_read": extracted["events"]["read"],
+                    "events_rejected": extracted["events"]["rejected"], "journeys": extracted["journeys"]},
+        "name": {"out": named_out, "named": named["named"], "failed": named["failed"]},
+        "export": {"out": export_out, "rows": manifest["rows"], "users": manifest["users"]},
+        "wall_seconds": round(extracted["wall_seconds"] + named["wall_seconds"] + manifest["wall_seconds"], 2),
+    }))
     return 0
 
 
@@ -219,18 +274,49 @@ def build_parser() -> argparse.ArgumentParser:
         "(ratings, weight = rating), OUT/items.parquet (genres as tags) and OUT/user_tags.parquet.")
     movielens.add_argument("--src", required=True, help="folder with the MovieLens CSV files")
     movielens.add_argument("--out", required=True, help="output folder")
+
+    exporting = commands.add_parser(
+        "export", help="export named journeys for consumers (a Beam pipeline)",
+        description="Read DIR (the named/ folder written by name); write OUT/journey_labels/ (one row "
+        "per journey: user_id, journey_id, name, strategy, model, grounding, first_seen, last_seen, "
+        "num_events, top_item_ids, representative_titles, [centroid]) and then OUT/_manifest.json "
+        "(schema, row and user counts, configuration and its hash, input file fingerprints). The "
+        "manifest is written last: read the labels only when it exists. A rerun replaces the export. "
+        "Other options go to Beam, e.g. --top_items 10, --export_shards 8.")
+    exporting.add_argument("--named", required=True, help="the named/ folder written by name")
+    exporting.add_argument("--out", required=True, help="export folder (local or gs://)")
+    exporting.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="file format")
+    exporting.add_argument("--include_centroid", action="store_true", help="add each journey's centroid")
+
+    running = commands.add_parser(
+        "run", help="extract, name and export in one go",
+        description="Run extract into OUT/extract, name into OUT/named and export into OUT/export (or "
+        "--export_to), one after the other, and print one JSON line with each step's counts. Other "
+        "options go to Beam and to every step, e.g. --embedding_cache DIR.")
+    running.add_argument("--events", required=True, help="events file, folder or glob")
+    running.add_argument("--items", required=True, help="items file, folder or glob")
+    running.add_argument("--out", required=True, help="output folder")
+    running.add_argument("--namer", default="keywords", help="naming strategy (default keywords)")
+    running.add_argument("--model", default=None, help="LLM namers: model id or path (see `journeys name --help`)")
+    running.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
+    running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
+    running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("extract", "name"):
+    if extra and args.command not in ("extract", "name", "export", "run"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.configure(args.verbose)
     from journeys.inputs import InputError
 
     try:
+        if args.command == "export":
+            return _export(args, extra)
+        if args.command == "run":
+            return _run(args, extra)
         if args.command == "sample":
             return _sample(args)
         if args.command == "extract":

@@ -7,6 +7,7 @@ whole file; a line that cannot even be parsed is reported as malformed with its 
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import posixpath
 import uuid
@@ -186,6 +187,21 @@ def _write_atomically(path: str, write) -> None:
 
 def write_table(table: pa.Table, path: str) -> None:
     _write_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+
+
+def write_jsonl(table: pa.Table, path: str) -> None:
+    """One JSON object per line, columns in schema order; timestamps as ISO-8601 text (UTC)."""
+    for field in table.schema:  # what the Parquet writer refuses, so must this one
+        if not field.nullable and table.column(field.name).null_count:
+            raise ValueError(f"column '{field.name}' is declared non-nullable but contains nulls")
+    lines = [json.dumps(row, ensure_ascii=False, default=_json_value) + "\n" for row in table.to_pylist()]
+    write_text("".join(lines), path)
+
+
+def _json_value(value):
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def write_text(text: str, path: str) -> None:

@@ -104,6 +104,34 @@ NAMED_JOURNEYS = _with_meta(
     ],
 )
 
+# What recommender teams consume (``journeys export``): one row per named journey, flat and small.
+# The centroid is left out unless asked for (``journey_labels(include_centroid=True)``): it is most
+# of the bytes and most consumers only need the name and the items.
+JOURNEY_LABELS = _with_meta(
+    "journey_labels",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("journey_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("strategy", pa.string(), nullable=False),  # the naming strategy
+        pa.field("model", pa.string()),  # the naming model, when the strategy has one
+        pa.field("grounding", pa.float32(), nullable=False),
+        pa.field("first_seen", _TS, nullable=False),
+        pa.field("last_seen", _TS, nullable=False),
+        pa.field("num_events", pa.int64(), nullable=False),
+        pa.field("top_item_ids", pa.list_(pa.string()), nullable=False),
+        pa.field("representative_titles", pa.list_(pa.string()), nullable=False),
+    ],
+)
+
+
+def journey_labels(include_centroid: bool) -> pa.Schema:
+    """JOURNEY_LABELS, with the journey's centroid as a last column when asked for."""
+    if not include_centroid:
+        return JOURNEY_LABELS
+    return JOURNEY_LABELS.append(pa.field("centroid", pa.list_(pa.float32()), nullable=False))
+
+
 DEAD_LETTER = _with_meta(
     "dead_letter",
     [

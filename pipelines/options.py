@@ -20,8 +20,9 @@ class CommonOptions(PipelineOptions):
         group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
 
 
-def run_and_summarise(options: PipelineOptions, build: Callable, save_main_session: bool) -> dict:
-    """Build and run a pipeline, then return the ``summary.json`` its Publish step wrote."""
+def run_and_summarise(options: PipelineOptions, build: Callable, save_main_session: bool,
+                      marker: str = "summary.json") -> dict:
+    """Build and run a pipeline, then return the summary (``marker``) its Publish step wrote."""
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         # The DirectRunner would first try to download the Prism runner; this is the same local
@@ -31,6 +32,6 @@ def run_and_summarise(options: PipelineOptions, build: Callable, save_main_sessi
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options)
     pipeline.run().wait_until_finish()
-    fs, path = io.url_to_fs(io.join(options.view_as(CommonOptions).out, "summary.json"))
+    fs, path = io.url_to_fs(io.join(options.view_as(CommonOptions).out, marker))
     with fs.open(path, "r") as handle:
         return json.load(handle)

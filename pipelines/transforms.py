@@ -43,26 +43,34 @@ def _stable_shard(key: str, shards: int) -> int:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % shards
 
 
+_WRITERS = {"parquet": io.write_table, "jsonl": io.write_jsonl}
+
+
 class _WriteShard(beam.DoFn):
-    def __init__(self, folder: str, schema: pa.Schema, sort_fields: tuple[str, ...]):
-        self.folder, self.schema, self.sort_fields = folder, schema, sort_fields
+    def __init__(self, folder: str, schema: pa.Schema, sort_fields: tuple[str, ...], fmt: str = "parquet"):
+        self.folder, self.schema, self.sort_fields, self.fmt = folder, schema, sort_fields, fmt
 
     def process(self, element):
         shard, records = element
         rows = sorted(records, key=lambda r: tuple("" if r[f] is None else r[f] for f in self.sort_fields))
-        path = io.join(self.folder, f"part-{shard:05d}.parquet")
-        io.write_table(pa.Table.from_pylist(rows, schema=self.schema), path)
+        path = io.join(self.folder, f"part-{shard:05d}.{self.fmt}")
+        # Built as an Arrow table in both formats, so JSONL rows are checked against the schema too.
+        _WRITERS[self.fmt](pa.Table.from_pylist(rows, schema=self.schema), path)
         yield path
 
 
 class WriteShards(beam.PTransform):
-    """Write dict records as ``part-NNNNN.parquet`` files under ``folder``. Records go to shards by a
-    hash of ``shard_field`` and are sorted inside each shard, so reruns write identical files."""
+    """Write dict records as ``part-NNNNN.parquet`` (or ``.jsonl``) files under ``folder``. Records go
+    to shards by a hash of ``shard_field`` and are sorted inside each shard, so reruns write identical
+    files."""
 
-    def __init__(self, folder: str, schema: pa.Schema, shard_field: str, sort_fields: tuple[str, ...], shards: int):
+    def __init__(self, folder: str, schema: pa.Schema, shard_field: str, sort_fields: tuple[str, ...], shards: int,
+                 fmt: str = "parquet"):
         super().__init__()
+        if fmt not in _WRITERS:
+            raise ValueError(f"unknown output format '{fmt}': choose one of {', '.join(_WRITERS)}")
         self.folder, self.schema, self.shard_field = folder, schema, shard_field
-        self.sort_fields, self.shards = sort_fields, shards
+        self.sort_fields, self.shards, self.fmt = sort_fields, shards, fmt
 
     def expand(self, records):
         field, shards = self.shard_field, self.shards
@@ -70,7 +78,7 @@ class WriteShards(beam.PTransform):
             records
             | "Shard" >> beam.Map(lambda r: (_stable_shard(str(r[field]), shards), r))
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema, self.sort_fields))
+            | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema, self.sort_fields, self.fmt))
         )
 
 
@@ -81,24 +89,39 @@ def merge_counts(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
+def write_empty_parquet(schema: pa.Schema, folder: str) -> None:
+    """An empty result is still a readable dataset with the right columns."""
+    io.write_table(schema.empty_table(), io.join(folder, "part-00000.parquet"))
+
+
 class Publish(beam.DoFn):
     """Move staged datasets into place and write the summary. Runs once, after all writes, because
-    it takes every written path as a side input."""
+    it takes every written path as a side input.
 
-    def __init__(self, out: str, staging: str, datasets: dict[str, pa.Schema], started_at: float, summarise):
+    The previous run's marker (``summary.json`` by default) is removed before anything is moved and
+    the new one is written last, so a run that dies while publishing leaves no marker beside a mix
+    of old and new datasets."""
+
+    def __init__(self, out: str, staging: str, datasets: dict[str, pa.Schema], started_at: float, summarise,
+                 marker: str = "summary.json", write_empty=write_empty_parquet):
         self.out, self.staging, self.datasets = out, staging, datasets
         self.started_at, self.summarise = started_at, summarise
+        self.marker, self.write_empty = marker, write_empty
 
     def process(self, _, written: list[str], counts: list[tuple[str, int]]):
+        yield self.publish(written, self.summarise(merge_counts(counts)))
+
+    def publish(self, written: list[str], summary: dict) -> dict:
+        """Move the staged datasets into place, then write ``summary`` as the marker; returns it."""
+        marker = io.join(self.out, self.marker)
+        io.remove(marker)
         for name, schema in self.datasets.items():
             staged = io.join(self.staging, name)
             if not any(p.startswith(staged + "/") for p in written):
-                # An empty result is still a readable dataset with the right columns.
-                io.write_table(schema.empty_table(), io.join(staged, "part-00000.parquet"))
+                self.write_empty(schema, staged)
             io.move_folder(staged, io.join(self.out, name))
         io.remove(self.staging)
-        summary = self.summarise(merge_counts(counts))
         summary["wall_seconds"] = round(time.time() - self.started_at, 2)
-        io.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", io.join(self.out, "summary.json"))
-        log.info("wrote %s", io.join(self.out, "summary.json"))
-        yield summary
+        io.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", marker)
+        log.info("wrote %s", marker)
+        return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -35,20 +36,34 @@ def small_sample(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def journeys_run(small_sample, embedding_cache, tmp_path_factory) -> dict:
+    """`journeys run` (extract, name, export) on the small sample, once per session: the output folder
+    and the JSON line it printed. Export tests read its named/ dataset instead of re-running both."""
+    import contextlib
+    import io as text_io
+    import json
+
+    from journeys import cli
+
+    out = tmp_path_factory.mktemp("run")
+    printed = text_io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
+                         "--out", str(out), "--embedding_cache", embedding_cache])
+    assert code == 0
+    return {"out": str(out), "named": str(out / "named" / "named"), "printed": json.loads(printed.getvalue())}
+
+
+@pytest.fixture(scope="session")
 def embedding_cache(tmp_path_factory) -> str:
     """One embedding cache for the whole session: each item is embedded once across all tests."""
     return str(tmp_path_factory.mktemp("embedding-cache"))
 
 
 @pytest.fixture(scope="session")
-def journeys_dir(small_sample, embedding_cache, tmp_path_factory) -> str:
-    """The small sample's extracted journeys/ folder, for the naming and export tests."""
-    from pipelines import extract
-
-    out = tmp_path_factory.mktemp("extracted")
-    extract.run(["--events", small_sample["events"], "--items", small_sample["items"], "--out", str(out),
-                 "--embedding_cache", embedding_cache], save_main_session=False)
-    return str(out / "journeys")
+def journeys_dir(journeys_run) -> str:
+    """The small sample's extracted journeys/ folder (from the one `journeys run`), for naming tests."""
+    return str(Path(journeys_run["out"]) / "extract" / "journeys")
 
 
 @pytest.fixture(scope="session")

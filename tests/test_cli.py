@@ -16,7 +16,7 @@ def test_help_says_what_goes_in_and_what_comes_out():
     for word in ("user_id", "journeys/", "dead_letter/", "summary.json", "DataflowRunner"):
         assert word in result.stdout
     top = subprocess.run([sys.executable, "-m", "journeys.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("sample", "extract", "eval", "convert"):
+    for command in ("sample", "extract", "name", "export", "run", "eval", "convert"):
         assert command in top.stdout
 
 
@@ -62,3 +62,22 @@ def test_convert_movielens(tmp_path, capsys):
 def test_convert_movielens_reports_a_missing_file(tmp_path, capsys):
     assert cli.main(["convert", "movielens", "--src", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "ratings.csv" in capsys.readouterr().err
+
+
+def test_run_extracts_names_and_exports_from_the_command_line(journeys_run):
+    out, printed = Path(journeys_run["out"]), journeys_run["printed"]
+    for marker in ("extract/summary.json", "named/summary.json", "export/_manifest.json"):
+        assert (out / marker).is_file()
+    manifest = json.loads((out / "export" / "_manifest.json").read_text())
+    assert printed["extract"]["journeys"] == printed["name"]["named"] == printed["export"]["rows"] == manifest["rows"]
+    assert printed["export"]["rows"] > 0 and printed["name"]["failed"] == 0
+    assert printed["extract"]["events_read"] > 0 and printed["export"]["users"] == manifest["users"]
+    names = {r["name"] for r in io.read_table(str(out / "export" / "journey_labels")).to_pylist()}
+    assert all(names)
+
+
+def test_run_refuses_an_unknown_namer_before_extracting(tmp_path, capsys, small_sample):
+    code = cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
+                     "--out", str(tmp_path / "o"), "--namer", "no-such-namer"])
+    assert code == 2 and "unknown namer 'no-such-namer'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -2,13 +2,14 @@
 
 import json
 import socket
+from pathlib import Path
 
 import fsspec
 import gcsfs
 import pytest
 
 from journeys import cli, io
-from pipelines import extract
+from pipelines import export, extract
 
 BUCKET = "journeys-test"
 
@@ -55,3 +56,19 @@ def test_extract_reads_and_writes_gs_paths(gcs, small_sample, embedding_cache):
     assert journeys.num_rows == summary["journeys"]
     listing = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/run"))
     assert listing == ["dead_letter", "journeys", "summary.json", "transient"]  # staging folder is gone
+
+
+def test_export_reads_and_writes_gs_paths(gcs, journeys_run):
+    fs = fsspec.filesystem("gcs")
+    fs.put(journeys_run["named"], f"{BUCKET}/named", recursive=True)
+    fs.pipe(f"{BUCKET}/export/journey_labels/part-00009.parquet", b"stale")  # a previous export's leftover
+    manifest = export.run(["--named", f"{gcs}/named", "--out", f"{gcs}/export"], save_main_session=False)
+    labels = io.read_table(f"{gcs}/export/journey_labels")
+    local = io.read_table(str(Path(journeys_run["out"]) / "export" / "journey_labels"))
+    assert labels.equals(local) and manifest["rows"] == labels.num_rows
+    with fs.open(f"{BUCKET}/export/_manifest.json") as handle:
+        assert json.load(handle) == manifest
+    named_files = sorted(p.name for p in Path(journeys_run["named"]).iterdir())
+    assert [f["path"] for f in manifest["input"]["files"]] == named_files  # relative to gs://.../named
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/export")) == ["_manifest.json", "journey_labels"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/export/journey_labels")) == ["part-00000.parquet"]

@@ -1,0 +1,219 @@
+"""Beam pipeline: named journeys -> journey labels, the flat table recommender teams consume.
+
+    check the input up front -> read named/ -> one label per journey -> write OUT/journey_labels/
+    (Parquet or JSONL) and, in parallel, fingerprint every input file -> publish -> OUT/_manifest.json
+
+Why a Beam pipeline and not a few lines of pyarrow: it is the same read / write shards / publish
+path as extract and name (staging folder, folders moved into place, the marker written last), it
+runs unchanged on Dataflow beside them, and it does not need the whole named dataset in one
+process's memory. The per-row work is a plain function, ``to_label``.
+
+``OUT/_manifest.json`` is written last, after the data is in place, and the previous one is removed
+before anything is replaced: consumers must check that it exists before reading ``journey_labels/``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import posixpath
+import time
+import uuid
+from importlib import metadata
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from journeys import io, schema
+from journeys.inputs import InputError
+from pipelines.options import CommonOptions, run_and_summarise
+from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts, write_empty_parquet
+
+DATASET = "journey_labels"
+MANIFEST = "_manifest.json"
+FORMATS = ("parquet", "jsonl")
+SORT = ("user_id", "first_seen", "journey_id")
+
+
+class ExportOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("journey export")
+        group.add_argument("--named", help="the named/ dataset written by the name step")
+        group.add_argument("--format", default="parquet", choices=FORMATS, help="output file format")
+        group.add_argument("--include_centroid", action="store_true", help="add each journey's centroid")
+        group.add_argument("--top_items", type=int, default=20, help="most item ids kept per journey")
+        group.add_argument("--export_shards", type=int, default=1,
+                           help="files to write; 1 keeps the whole export in one sorted file")
+
+
+def config_of(opts: ExportOptions) -> dict:
+    """What shapes the output (the input is identified by its fingerprints, not its path)."""
+    return {"format": opts.format, "include_centroid": bool(opts.include_centroid), "top_items": opts.top_items,
+            "shards": opts.export_shards, "schema": DATASET, "schema_version": schema.SCHEMA_VERSION}
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def to_label(row: dict, top_items: int, include_centroid: bool) -> dict:
+    """One named journey -> one label row. ``top_item_ids`` keeps the journey's order (the user's
+    first interaction with each item), so the first ``top_items`` are the journey's oldest items."""
+    label = {
+        "user_id": row["user_id"], "journey_id": row["journey_id"], "name": row["name"],
+        "strategy": row["naming_strategy"], "model": row["naming_model"], "grounding": row["grounding"],
+        "first_seen": row["first_ts"], "last_seen": row["last_ts"], "num_events": row["num_events"],
+        "top_item_ids": list(row["item_ids"])[:top_items],
+        "representative_titles": list(row["representative_titles"]),
+    }
+    if include_centroid:
+        label["centroid"] = row["centroid"]
+    return label
+
+
+def check_named(path: str) -> list[str]:
+    """The named dataset's files, or an InputError naming what is wrong (before anything is written)."""
+    try:
+        files = io.list_input_files(path)
+    except FileNotFoundError as err:
+        raise InputError(f"named journeys: {err}") from None
+    for file in files:
+        if io.file_format(file) != "parquet":
+            raise InputError(f"named journeys: '{file}' is not Parquet; pass the named/ folder written by "
+                             "`journeys name`")
+        fs, stripped = io.url_to_fs(file)
+        try:
+            with fs.open(stripped, "rb") as handle:
+                found = pq.ParquetFile(handle).schema_arrow
+        except Exception as err:  # an unreadable file: say which one
+            raise InputError(f"named journeys file '{file}' cannot be read: {err}") from None
+        try:
+            schema.check_version(found, "named_journeys", file)
+        except ValueError as err:
+            hint = " (pass the named/ folder inside the name step's output)" if "/dead_letter/" in file else ""
+            raise InputError(f"{err}{hint}") from None
+        missing = [c for c in schema.NAMED_JOURNEYS.names if c not in found.names]
+        if missing:
+            raise InputError(f"named journeys file '{file}' has no column {', '.join(map(repr, missing))}")
+    return files
+
+
+def relative_to(file: str, base: str) -> str:
+    """``file``'s path inside the input folder (its name when the input is a single file)."""
+    _, folder = io.url_to_fs(base)
+    _, stripped = io.url_to_fs(file)
+    folder = folder.rstrip("/")
+    return stripped[len(folder) + 1:] if stripped.startswith(folder + "/") else posixpath.basename(stripped)
+
+
+def fingerprint(file: str, base: str) -> dict:
+    fs, stripped = io.url_to_fs(file)
+    digest, size = hashlib.sha256(), 0
+    with fs.open(stripped, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"path": relative_to(file, base), "size": size, "sha256": digest.hexdigest()}
+
+
+def write_empty_jsonl(_schema, folder: str) -> None:
+    io.write_text("", io.join(folder, "part-00000.jsonl"))
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("journeys")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _PublishExport(Publish):
+    """Publish, with the manifest (counts, config, input fingerprints) as the marker."""
+
+    def __init__(self, out: str, staging: str, schema_, started_at: float, config: dict, named: str):
+        write_empty = write_empty_jsonl if config["format"] == "jsonl" else write_empty_parquet
+        super().__init__(out, staging, {DATASET: schema_}, started_at, None, marker=MANIFEST,
+                         write_empty=write_empty)
+        self.config, self.named, self.columns = config, named, schema_.names
+
+    def process(self, _, written: list[str], counts: list[tuple[str, int]], inputs: list[dict]):
+        totals = merge_counts(counts)
+        manifest = {
+            "schema": {"name": DATASET, "version": schema.SCHEMA_VERSION, "columns": self.columns},
+            "format": self.config["format"],
+            "data": DATASET,
+            "rows": totals.get("rows", 0),
+            "users": totals.get("users", 0),
+            "input_rows": totals.get("read", 0),
+            "balanced": totals.get("read", 0) == totals.get("rows", 0),
+            "config": self.config,
+            "config_sha256": config_hash(self.config),
+            "input": {"named": self.named, "files": sorted(inputs, key=lambda f: f["path"])},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "tool": {"name": "journeys", "version": tool_version()},
+        }
+        yield self.publish(written, manifest)
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+    opts, common = options.view_as(ExportOptions), options.view_as(CommonOptions)
+    staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
+    out_schema = schema.journey_labels(opts.include_centroid)
+    top_items, include_centroid, named_path = opts.top_items, bool(opts.include_centroid), opts.named
+    named = pipeline | "ReadNamed" >> ReadRows(named_path) | "Rows" >> beam.Map(lambda parsed: parsed[0])
+    labels = named | "ToLabels" >> beam.Map(to_label, top_items, include_centroid)
+    written = labels | "WriteLabels" >> WriteShards(io.join(staging, DATASET), out_schema, "user_id", SORT,
+                                                    opts.export_shards, opts.format)
+    users = (
+        labels
+        | "UserIds" >> beam.Map(lambda label: label["user_id"])
+        | "DistinctUsers" >> beam.Distinct()
+        | "CountUsers" >> beam.combiners.Count.Globally()
+        | "UsersCount" >> beam.Map(lambda n: ("users", n))
+    )
+    counts = (
+        (
+            named | "CountRead" >> beam.Map(lambda _: ("read", 1)),
+            labels | "CountRows" >> beam.Map(lambda _: ("rows", 1)),
+            users,
+        )
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    inputs = (
+        pipeline
+        | "InputPath" >> beam.Create([named_path])
+        | "ListInputs" >> beam.FlatMap(io.list_input_files)
+        | "SpreadInputs" >> beam.Reshuffle()
+        | "Fingerprint" >> beam.Map(fingerprint, named_path)
+    )
+    publish = _PublishExport(common.out, staging, out_schema, time.time(), config_of(opts), named_path)
+    _ = (
+        pipeline
+        | "PublishTrigger" >> beam.Create([None])
+        | "Publish" >> beam.ParDo(publish, written=beam.pvalue.AsList(written), counts=beam.pvalue.AsList(counts),
+                                  inputs=beam.pvalue.AsList(inputs))
+    )
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
+    """Export the labels and return the manifest (also written, last, to ``OUT/_manifest.json``)."""
+    options = PipelineOptions(argv)
+    opts, common = options.view_as(ExportOptions), options.view_as(CommonOptions)
+    for name, value in (("named", opts.named), ("out", common.out)):
+        if not value:
+            raise ValueError(f"--{name} is required")
+    if opts.top_items < 1 or opts.export_shards < 1:
+        raise ValueError("--top_items and --export_shards must be at least 1")
+    check_named(opts.named)  # a clear error now, with the destination untouched
+    return run_and_summarise(options, build, save_main_session, marker=MANIFEST)
+
+
+if __name__ == "__main__":
+    from journeys import logs
+
+    logs.configure()
+    run()
