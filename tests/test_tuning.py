@@ -61,6 +61,8 @@ def test_movielens_tags_given_to_three_movies_name_that_group(tmp_path):
     tags = io.read_table(str(tmp_path / "user_tags.parquet")).to_pylist()
     titles = {r["item_id"]: r["title"] for r in io.read_table(str(tmp_path / "items.parquet")).to_pylist()}
     assert len(pairs) >= 20 and all(len(p.titles) >= 3 and p.source == "movielens" for p in pairs)
+    held_out = movielens_pairs(str(tmp_path / "user_tags.parquet"), str(tmp_path / "items.parquet"), split="test")
+    assert held_out and not {(p.name, p.titles) for p in held_out} & {(p.name, p.titles) for p in pairs}
     pair = pairs[0]
     tagged = {titles[r["item_id"]] for r in tags if r["tag"].casefold() == pair.name.casefold()}
     assert set(pair.titles) <= tagged

@@ -6,7 +6,8 @@ Three sources, each a different kind of name:
 - MovieLens user tags: a tag that one user gave to 3 or more movies names that group of movies.
 
 Held-out *test* topics never enter training: only train-split interests are used, and any pair from
-another source whose name is a test topic's name is dropped and counted.
+another source whose name is a test topic's name is dropped and counted. MovieLens groups are split
+the same way (one in five, by hash), so the held-out groups can serve as a reference set.
 """
 
 from __future__ import annotations
@@ -76,8 +77,15 @@ def sample_pairs(truth_path: str, items_path: str) -> tuple[list[Pair], set[str]
     return pairs, test_names
 
 
-def movielens_pairs(user_tags_path: str, items_path: str, min_items: int = 3) -> list[Pair]:
-    """A (user, tag) with at least ``min_items`` distinct movies is a named group of items."""
+def movielens_split(user: str, tag: str) -> str:
+    """A fixed train/test split of (user, tag) groups, by hash, so evaluation groups never train."""
+    digest = hashlib.sha1(f"{user}\x1f{_key(tag)}".encode()).digest()
+    return "test" if digest[0] % 5 == 0 else "train"
+
+
+def movielens_pairs(user_tags_path: str, items_path: str, min_items: int = 3, split: str = "train") -> list[Pair]:
+    """A (user, tag) with at least ``min_items`` distinct movies is a named group of items; one in
+    five groups (by hash) is held out as the ``test`` split."""
     tags = io.read_table(user_tags_path, columns=["user_id", "item_id", "tag"]).to_pylist()
     items = _items_by_id(items_path)
     groups: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
@@ -85,8 +93,8 @@ def movielens_pairs(user_tags_path: str, items_path: str, min_items: int = 3) ->
         if row["tag"] and row["item_id"] in items:
             groups[(row["user_id"], _key(row["tag"]))].setdefault(row["item_id"], row["tag"].strip())
     pairs = []
-    for (_user, _), movies in sorted(groups.items()):
-        if len(movies) < min_items:
+    for (user, tag_key), movies in sorted(groups.items()):
+        if len(movies) < min_items or movielens_split(user, tag_key) != split:
             continue
         ordered = sorted(movies)
         titles = tuple(items[i]["title"] for i in ordered[:MAX_TITLES])
