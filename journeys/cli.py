@@ -21,7 +21,8 @@ Turn users' activity histories into persistent, named interest journeys.
   extract   cluster each user's events into journeys (an Apache Beam pipeline)
   name      name the journeys: keywords, few-shot, prompt-tuned or fine-tuned (a Beam pipeline)
   tune      make training pairs, and train prompt-tuned or fine-tuned namers
-  eval      score extracted journeys against the sample's ground truth
+  eval      score extracted journeys against the truth; compare naming strategies
+  report    an HTML report (and Markdown summary) of the naming comparison and the journeys
   convert   turn public data sets (MovieLens) into the events/items format
   export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
   run       extract, name and export in one go
@@ -102,6 +103,66 @@ def _eval_extraction(args) -> int:
     truth = io.read_table(args.truth)
     pairs = zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist())
     print(json.dumps(evaluate(pairs, truth), indent=2))
+    return 0
+
+
+def _eval_naming(args) -> int:
+    from eval.naming import evaluate_naming, movielens_reference_set, sample_reference_set
+    from journeys import io
+    from journeys.embedding import Embedder
+    from journeys.naming import create_namer
+
+    if bool(args.truth) == bool(args.movielens):
+        raise ValueError("give one reference set: --truth (with --journeys) or --movielens")
+    embedder = Embedder(args.encoder or "default")
+    if args.truth:
+        if not args.journeys:
+            raise ValueError("--truth needs --journeys: the extracted journeys to name")
+        journeys = io.read_table(args.journeys).to_pylist()
+        reference_set = sample_reference_set(journeys, args.truth)
+    else:
+        reference_set = movielens_reference_set(args.movielens, embedder, args.limit)
+    adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
+    namers = {}
+    for strategy in args.strategies.split(","):
+        options = {"encoder": args.encoder or "default"}
+        if strategy != "keywords":
+            options |= {"model": args.model, "adapter": adapters.get(strategy), "max_titles": args.max_titles,
+                        "prompt_inputs": args.prompt_inputs}
+        namers[strategy] = create_namer(strategy, **options)
+    report = evaluate_naming(reference_set, namers, embedder, args.bootstrap, args.whole_history)
+    report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
+                          "whole_history": args.whole_history, "model": args.model or "built-in base",
+                          "prompt_adapter": args.prompt_adapter, "finetune_adapter": args.finetune_adapter}
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if args.out:
+        io.write_text(text + "\n", args.out)
+    print(text)
+    return 0
+
+
+def _report(args) -> int:
+    from eval.report import render
+    from journeys import io
+
+    evaluations = []
+    for path in args.eval or []:
+        fs, local = io.url_to_fs(path)
+        with fs.open(local, "r", encoding="utf-8") as handle:
+            evaluations.append(json.load(handle))
+    extraction = None
+    if args.extraction:
+        fs, local = io.url_to_fs(args.extraction)
+        with fs.open(local, "r", encoding="utf-8") as handle:
+            extraction = json.load(handle)
+    named = io.read_table(args.named).to_pylist() if args.named else []
+    if not (evaluations or extraction or named):
+        raise ValueError("nothing to report: give --eval, --extraction or --named")
+    page, markdown = render(evaluations, extraction, named, args.users)
+    markdown_path = args.out.rsplit(".", 1)[0] + ".md"
+    io.write_text(page, args.out)
+    io.write_text(markdown + "\n", markdown_path)
+    print(json.dumps({"html": args.out, "markdown": markdown_path}))
     return 0
 
 
@@ -266,6 +327,44 @@ def build_parser() -> argparse.ArgumentParser:
     ev_extraction.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     ev_extraction.add_argument("--truth", required=True, help="truth.parquet written by sample")
 
+    ev_naming = evals.add_parser(
+        "naming", help="compare naming strategies on a reference set",
+        description="Name the same journeys with each strategy and print (and --out) JSON: per strategy, "
+        "SacreBLEU (sentence, effective order), ROUGE-L, chrF, exact match and MiniLM cosine against "
+        "reference names; specificity, grounding, duplicates within a user, fallback rate and safety "
+        "flags without references; names/s and tokens per name; each with a 95%% bootstrap interval and "
+        "the paired difference against the keywords namer. Reference sets: the sample's held-out test "
+        "topics (--journeys and --truth) or held-out MovieLens tag groups (--movielens DIR from "
+        "`journeys convert movielens`).")
+    ev_naming.add_argument("--journeys", help="journeys/ folder extracted from the sample")
+    ev_naming.add_argument("--truth", help="the sample's truth.parquet")
+    ev_naming.add_argument("--movielens", help="a folder written by `journeys convert movielens`")
+    ev_naming.add_argument("--strategies", default="keywords,few-shot", help="comma-separated namers")
+    ev_naming.add_argument("--model", default=None, help="LLM namers' model (default: the built-in base)")
+    ev_naming.add_argument("--prompt_adapter", help="adapter folder for prompt-tuned")
+    ev_naming.add_argument("--finetune_adapter", help="adapter folder for fine-tuned")
+    ev_naming.add_argument("--encoder", default=None, help="sentence encoder (default: the packaged MiniLM)")
+    ev_naming.add_argument("--max_titles", type=int, default=10, help="ablation: titles per prompt (5, 10, 20)")
+    ev_naming.add_argument("--prompt_inputs", default="both", choices=["titles", "terms", "both"],
+                           help="ablation: what the prompt shows")
+    ev_naming.add_argument("--whole_history", action="store_true",
+                           help="ablation: name each user's whole history at once instead of each journey")
+    ev_naming.add_argument("--limit", type=int, default=None, help="MovieLens: at most this many groups")
+    ev_naming.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    ev_naming.add_argument("--out", help="also write the JSON here")
+
+    reporting = commands.add_parser(
+        "report", help="write a readable HTML report and a Markdown summary",
+        description="Write OUT (one self-contained HTML file: inline SVG charts, no scripts) and OUT's "
+        "name with .md: the strategy comparison tables and metric charts with intervals from `journeys eval "
+        "naming --out` files, extraction quality from a saved `journeys eval extraction` JSON, and from a "
+        "named/ dataset the journeys-per-user histogram and per-user timelines (one lane per journey).")
+    reporting.add_argument("--eval", action="append", help="a `journeys eval naming` JSON file (repeatable)")
+    reporting.add_argument("--extraction", help="a saved `journeys eval extraction` JSON file")
+    reporting.add_argument("--named", help="a named/ folder written by `journeys name`")
+    reporting.add_argument("--users", type=int, default=4, help="users with a timeline")
+    reporting.add_argument("--out", required=True, help="the HTML file to write")
+
     convert = commands.add_parser("convert", help="convert public data sets to events/items")
     converters = convert.add_subparsers(dest="source", required=True, metavar="SOURCE")
     movielens = converters.add_parser(
@@ -325,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
             return _name(args, extra)
         if args.command == "tune":
             return _tune_pairs(args) if args.target == "pairs" else _tune(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "eval":
-            return _eval_extraction(args)
+            return _eval_extraction(args) if args.target == "extraction" else _eval_naming(args)
         return _convert_movielens(args)
     except (InputError, FileNotFoundError, ValueError) as err:
         print(f"journeys {args.command}: error: {err}", file=sys.stderr)

@@ -23,7 +23,7 @@ class ExtractionSettings:
     strategy: str
     embedding_model: str
     top_terms: int = 10
-    top_titles: int = 5
+    top_titles: int = 20  # namers take the first few; the naming ablations go up to 20
 
 
 @dataclass

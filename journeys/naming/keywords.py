@@ -27,6 +27,7 @@ class KeywordNamerConfig:
     diversity: float = field(default=0.3, metadata={"help": "MMR trade-off: 0 = most central phrases only"})
     max_words: int = field(default=4, metadata={"help": "longest name assembled"})
     top_terms: int = field(default=10, metadata={"help": "salient terms considered per journey"})
+    top_titles: int = field(default=5, metadata={"help": "representative titles mined for phrases"})
 
     def __post_init__(self):
         if not 0 <= self.diversity < 1:
@@ -35,12 +36,12 @@ class KeywordNamerConfig:
             raise ValueError("max_words must be at least 1")
 
 
-def candidates(journey: dict, top_terms: int) -> list[str]:
+def candidates(journey: dict, top_terms: int, top_titles: int = 5) -> list[str]:
     """Lower-case phrases, in a fixed order: salient terms, then 2-3 word phrases of the titles."""
     found: list[str] = []
     for term in journey.get("salient_terms", [])[:top_terms]:
         found.append(term["term"].replace("-", " ").replace("_", " "))
-    for title in journey.get("representative_titles", []):
+    for title in journey.get("representative_titles", [])[:top_titles]:
         words = tokens(title)
         for size in (2, 3):
             found.extend(" ".join(words[i:i + size]) for i in range(len(words) - size + 1))
@@ -103,7 +104,7 @@ class KeywordNamer(Namer):
     def name(self, journeys: list[dict]) -> list[NameResult]:
         if not journeys:
             return []
-        per_journey = [candidates(j, self.config.top_terms) for j in journeys]
+        per_journey = [candidates(j, self.config.top_terms, self.config.top_titles) for j in journeys]
         phrases = sorted({p for c in per_journey for p in c})
         vectors = dict(zip(phrases, self.embedder.encode(phrases))) if phrases else {}
 

@@ -37,6 +37,7 @@ class LLMNamerConfig:
     encoder: str = field(default=DEFAULT_MODEL, metadata={"help": "sentence encoder of the journeys"})
     max_titles: int = field(default=10, metadata={"help": "titles in the prompt, most representative first"})
     max_keywords: int = field(default=6, metadata={"help": "salient terms in the prompt"})
+    prompt_inputs: str = field(default="both", metadata={"help": "titles | terms | both, in the prompt"})
     exemplars: int = field(default=3, metadata={"help": "few-shot exemplars, nearest the journey first"})
     exemplar_bank: str | None = field(default=None, metadata={"help": "JSONL bank (default: the curated one)"})
     max_new_tokens: int = field(default=12, metadata={"help": "longest answer generated"})
@@ -47,6 +48,8 @@ class LLMNamerConfig:
             raise ValueError(f"unknown LLM strategy '{self.strategy}'")
         if self.strategy in METHODS and not self.adapter:
             raise ValueError(f"the {self.strategy} namer needs --adapter: a folder made by `journeys tune`")
+        if self.prompt_inputs not in ("titles", "terms", "both"):
+            raise ValueError("prompt_inputs must be titles, terms or both")
         if min(self.max_titles, self.max_new_tokens, self.batch_size) < 1 or self.exemplars < 0:
             raise ValueError("max_titles, max_new_tokens and batch_size must be positive, exemplars >= 0")
 
@@ -79,6 +82,8 @@ class LLMNamer(Namer):
 
     def prompt(self, journey: dict) -> str:
         titles, keywords = journey_inputs(journey, self.config.max_titles, self.config.max_keywords)
+        titles = [] if self.config.prompt_inputs == "terms" else titles
+        keywords = [] if self.config.prompt_inputs == "titles" else keywords
         values = fields_for(titles, keywords)
         if self.bank is not None:
             centroid = unit_centroid(journey, self.embedder.dimension)
