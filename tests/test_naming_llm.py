@@ -148,3 +148,10 @@ def test_exemplar_file_lines_are_valid_json_with_the_documented_fields():
         rows = [json.loads(line) for line in handle if line.strip()]
     assert all({"titles", "keywords", "name", "domain"} <= set(row) for row in rows)
     assert np.mean([len(r["titles"]) for r in rows]) >= 4
+
+
+def test_a_well_formed_answer_about_something_else_falls_back(journeys, embedder, tiny_models):
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["seq2seq"], max_new_tokens=1, min_grounding=0.5), embedder)
+    namer.generator.generate = lambda prompts, *_: ["zq vx kwp"] * len(prompts)  # word salad, valid in form
+    [result] = namer.name([journeys[0]])
+    assert result.fell_back and "not grounded" in result.fallback_reason and result.grounding > 0.5

@@ -40,6 +40,7 @@ class LLMNamerConfig:
     prompt_inputs: str = field(default="both", metadata={"help": "titles | terms | both, in the prompt"})
     exemplars: int = field(default=3, metadata={"help": "few-shot exemplars, nearest the journey first"})
     exemplar_bank: str | None = field(default=None, metadata={"help": "JSONL bank (default: the curated one)"})
+    min_grounding: float = field(default=0.2, metadata={"help": "answers less similar to the journey fall back"})
     max_new_tokens: int = field(default=12, metadata={"help": "longest answer generated"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
 
@@ -106,6 +107,12 @@ class LLMNamer(Namer):
             reason = problem(name, titles, self.template.instruction)
             names.append(keyword_name if reason else name)
             reasons.append(f"model answer rejected ({reason}): {answer.strip()[:80]!r}" if reason else None)
+        # A well-formed answer can still be about something else (an untrained model's word salad).
+        for index, score in enumerate(grounding_scores(self.embedder, names, journeys)):
+            if reasons[index] is None and score < self.config.min_grounding:
+                reasons[index] = (f"model answer rejected (not grounded: {score:.2f} < {self.config.min_grounding})"
+                                  f": {names[index]!r}")
+                names[index] = keyword_names[index]
         # A second pass makes one user's names distinct, trying the keyword name before numbering.
         names = dedupe(names, [j["user_id"] for j in journeys], [[k] for k in keyword_names])
         scores = grounding_scores(self.embedder, names, journeys)
