@@ -125,7 +125,7 @@ def _eval_naming(args) -> int:
     adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
     namers = {}
     for strategy in args.strategies.split(","):
-        options = {"encoder": args.encoder or "default"}
+        options = {"encoder": args.encoder or "default", "embedder": embedder}
         if strategy != "keywords":
             options |= {"model": args.model, "adapter": adapters.get(strategy), "max_titles": args.max_titles,
                         "prompt_inputs": args.prompt_inputs}
