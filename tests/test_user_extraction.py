@@ -1,3 +1,4 @@
+import dataclasses
 import time
 
 import numpy as np
@@ -67,8 +68,18 @@ def test_salient_terms_and_representative_titles_describe_the_journey():
     journey = _run(_journey_events("bread", [0, 3, 9, 15, 22, 30]))
     record = journey.journeys[0]
     assert record["salient_terms"][0]["weight"] == 1.0
-    assert len(record["representative_titles"]) == 5
-    assert set(record["representative_titles"]) <= {item.title for item, _ in CATALOGUE.values()}
+    bread_titles = {item.title for item, _ in CATALOGUE.values() if item.tags == ("bread",)}
+    # every distinct item under the default cap, each title once
+    assert sorted(record["representative_titles"]) == sorted(bread_titles)
+
+
+def test_representative_titles_are_capped_most_central_first():
+    events = _journey_events("bread", [0, 3, 9, 15, 22, 30])
+    items = [item for item, _ in CATALOGUE.values()]
+    capped = dataclasses.replace(SETTINGS, top_titles=2)
+    record = extract_user("u1", events, CATALOGUE, capped, dict(document_terms(items)), len(items)).journeys[0]
+    full = _run(events).journeys[0]
+    assert record["representative_titles"] == full["representative_titles"][:2]
 
 
 def test_duplicate_events_are_dead_lettered_once_each():
