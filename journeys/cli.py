@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Name the same journeys with each strategy and print (and --out) JSON: per strategy, "
         "SacreBLEU (sentence, effective order), ROUGE-L, chrF, exact match and MiniLM cosine against "
         "reference names; specificity, grounding, duplicates within a user, fallback rate and safety "
-        "flags without references; names/s and tokens per name; each with a 95%% bootstrap interval and "
+        "flags without references; names/s and tokens per name; each with a 95% bootstrap interval and "
         "the paired difference against the keywords namer. Reference sets: the sample's held-out test "
         "topics (--journeys and --truth) or held-out MovieLens tag groups (--movielens DIR from "
         "`journeys convert movielens`).")

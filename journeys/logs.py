@@ -18,5 +18,5 @@ def configure(verbose: bool = False) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropHarmless())
-    for name in ("journeys", "pipelines"):
+    for name in ("journeys", "pipelines", "tuning", "eval"):
         logging.getLogger(name).setLevel(logging.INFO)
