@@ -26,6 +26,8 @@ Turn users' activity histories into persistent, named interest journeys.
   convert   turn public data sets (MovieLens) into the events/items format
   export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
   run       extract, name and export in one go
+  uqabench  build a UQABench-style question set from events and items; score predictions
+  encode    encode users as embeddings from their journeys (a Beam pipeline)
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
 Run `journeys COMMAND --help` for what each command reads and writes."""
@@ -182,6 +184,39 @@ def _export(args, beam_args: list[str]) -> int:
     manifest = export.run(argv)
     print(json.dumps({"out": args.out, **{k: manifest[k] for k in ("rows", "users", "format", "wall_seconds")}}))
     return 0
+
+
+def _uqabench_build(args) -> int:
+    from eval.uqabench.questions import BuildConfig, build
+
+    values = {f.name: getattr(args, f.name) for f in fields(BuildConfig) if getattr(args, f.name, None) is not None}
+    manifest = build(args.events, args.items, args.out, BuildConfig(**values), args.journeys)
+    print(json.dumps({"out": args.out, "questions": manifest["questions"], "subtasks": manifest["subtasks"],
+                      "users": manifest["users"], "rejected_rows": sum(manifest["rows"]["rejected"].values())}))
+    return 0
+
+
+def _uqabench_score(args) -> int:
+    from eval.uqabench.questions import read_questions
+    from eval.uqabench.scoring import accuracy
+
+    predictions = {}
+    for number, (row, problem) in enumerate(_prediction_rows(args.predictions), start=1):
+        if row is None or not isinstance(row.get("question_id"), str) or not isinstance(row.get("prediction"), str):
+            raise ValueError(f"predictions line {number}: need a JSON object with question_id and prediction text"
+                             + (f" ({problem})" if problem else ""))
+        if row["question_id"] in predictions:
+            raise ValueError(f"predictions line {number}: a second prediction for {row['question_id']!r}")
+        predictions[row["question_id"]] = row["prediction"]
+    print(json.dumps(accuracy(read_questions(args.questions), predictions), indent=2))
+    return 0
+
+
+def _prediction_rows(path: str):
+    from journeys import io
+
+    for file in io.list_input_files(path):
+        yield from io.iter_rows(file)
 
 
 def _naming_options(args) -> list[str]:
@@ -400,7 +435,39 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
     running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
+
+    _add_uqabench(commands)
     return parser
+
+
+def _add_uqabench(commands) -> None:
+    from eval.uqabench.questions import BuildConfig
+
+    uqabench = commands.add_parser("uqabench", help="UQABench-style question set and scoring")
+    targets = uqabench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    building = targets.add_parser(
+        "build", help="build the question set",
+        description="Read events and items; hold each user's last --holdout interactions out of the history; "
+        "write OUT/questions.jsonl (seven sub-tasks in three dimensions, four lettered options, one gold "
+        "letter, and each question's history cut), OUT/history.parquet (the events an encoder may see), "
+        "OUT/dead_letter.jsonl (rejected rows with the reason) and, last, OUT/_manifest.json (counts per "
+        "sub-task, skips with reasons, configuration, input fingerprints). Same input and --seed, same bytes. "
+        "--journeys checks that journeys to be encoded end before each user's cut (extract them from "
+        "OUT/history.parquet).")
+    building.add_argument("--events", required=True, help="events file, folder or glob")
+    building.add_argument("--items", required=True, help="items file, folder or glob")
+    building.add_argument("--out", required=True, help="output folder")
+    building.add_argument("--journeys", default=None, help="a journeys/ folder to check against the cut")
+    for f in fields(BuildConfig):
+        building.add_argument(f"--{f.name}", type=type(f.default), default=None,
+                              help=f"{f.metadata['help']} (default {f.default})")
+    scoring = targets.add_parser(
+        "score", help="score predictions with UQABench's rule",
+        description="Print JSON accuracy per sub-task, per dimension and overall. --predictions is JSONL, one "
+        '{"question_id": ..., "prediction": "generated text"} per line; a prediction is correct when it starts '
+        "with the gold letter (no normalisation); a missing one is wrong and counted as missing.")
+    scoring.add_argument("--questions", required=True, help="questions.jsonl (or its folder)")
+    scoring.add_argument("--predictions", required=True, help="predictions JSONL")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             return _name(args, extra)
         if args.command == "tune":
             return _tune_pairs(args) if args.target == "pairs" else _tune(args)
+        if args.command == "uqabench":
+            return _uqabench_build(args) if args.target == "build" else _uqabench_score(args)
         if args.command == "report":
             return _report(args)
         if args.command == "eval":
