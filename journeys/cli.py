@@ -186,6 +186,18 @@ def _export(args, beam_args: list[str]) -> int:
     return 0
 
 
+def _encode(args, beam_args: list[str]) -> int:
+    from pipelines import encode
+
+    argv = ["--journeys", args.journeys, "--out", args.out, "--user_encoder", args.encoder, *beam_args]
+    if args.users:
+        argv += ["--users", args.users]
+    summary = encode.run(argv)
+    print(json.dumps({"out": args.out, "encoder": summary["encoder"], "users": summary["users"],
+                      "wall_seconds": summary["wall_seconds"]}))
+    return 0
+
+
 def _uqabench_build(args) -> int:
     from eval.uqabench.questions import BuildConfig, build
 
@@ -436,6 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
 
+    encoding = commands.add_parser(
+        "encode", help="encode users as embeddings (a Beam pipeline)",
+        description="Read DIR (the journeys/ folder written by extract) and write OUT/embeddings/ (Parquet: "
+        "user_id, encoder, version, embedding as float32 list), OUT/dead_letter/ (users or rows that could not be "
+        "encoded, with the reason) and OUT/summary.json (users read = encoded + failed; with and without "
+        "journeys). The journey encoder pools the journeys' centroids weighted by size, persistence and "
+        "recency, plus scalar features; users with no journeys (from --users) get its empty-history "
+        "embedding. Other options go to Beam, e.g. --half_life_days 30, --centroid_dim 384, --encode_shards 4.")
+    encoding.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
+    encoding.add_argument("--out", required=True, help="output folder")
+    encoding.add_argument("--encoder", default="journey", help="user encoder (default journey)")
+    encoding.add_argument("--users", default=None,
+                          help="a table with user_id (events, questions.jsonl): also encode these users")
+
     _add_uqabench(commands)
     return parser
 
@@ -473,7 +499,7 @@ def _add_uqabench(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("extract", "name", "export", "run"):
+    if extra and args.command not in ("extract", "name", "export", "run", "encode"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.configure(args.verbose)
     from journeys.inputs import InputError
@@ -491,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
             return _name(args, extra)
         if args.command == "tune":
             return _tune_pairs(args) if args.target == "pairs" else _tune(args)
+        if args.command == "encode":
+            return _encode(args, extra)
         if args.command == "uqabench":
             return _uqabench_build(args) if args.target == "build" else _uqabench_score(args)
         if args.command == "report":
