@@ -390,9 +390,12 @@ class Inputs:
     rows: Counter  # events_read, items_read
 
 
-def _rows(path: str):
+def _validated(path: str, source: str, validate, rows: Counter):
+    """(clean, None) or (None, dead letter) for every row of every file behind ``path``."""
     for file in io.list_input_files(path):
-        yield from io.iter_rows(file)
+        for row, problem in io.iter_rows(file):
+            rows[f"{source}_read"] += 1
+            yield validate(row) if row is not None else (None, DeadLetter(source, "malformed_row", problem))
 
 
 def read_inputs(events_path: str, items_path: str) -> Inputs:
@@ -401,10 +404,7 @@ def read_inputs(events_path: str, items_path: str) -> Inputs:
     dead: list[DeadLetter] = []
     rows: Counter = Counter()
     copies: dict[str, list[Item]] = {}
-    for row, problem in _rows(items_path):
-        rows["items_read"] += 1
-        item, rejected = validate_item(row) if row is not None else (None, DeadLetter("items", "malformed_row",
-                                                                                       problem))
+    for item, rejected in _validated(items_path, "items", validate_item, rows):
         if rejected:
             dead.append(rejected)
         else:
@@ -416,10 +416,7 @@ def read_inputs(events_path: str, items_path: str) -> Inputs:
         dead += [DeadLetter("items", "duplicate_item", "another row has the same item_id", extra._asdict(), None,
                             item_id) for extra in versions[1:]]
     by_user: dict[str, list[Event]] = {}
-    for row, problem in _rows(events_path):
-        rows["events_read"] += 1
-        event, rejected = validate_event(row) if row is not None else (None, DeadLetter("events", "malformed_row",
-                                                                                         problem))
+    for event, rejected in _validated(events_path, "events", validate_event, rows):
         if rejected:
             dead.append(rejected)
         elif event.item_id not in items:
