@@ -40,14 +40,16 @@ class UserEncoder(Protocol):
 USER_ENCODERS = {
     "journey": "tuning.journey_encoder:JourneyEncoder",
 }
-# Named in issue 5 and coming later; asking for one says so instead of "unknown encoder".
+# Sequence encoders (tuning/sequence_encoders.py) that this registry cannot run yet: they read events,
+# which the encode pipeline does not; asking for one says so instead of "unknown encoder".
 PLANNED = ("sasrec", "gru4rec", "llama")
 
 
 def create_user_encoder(name: str, **options) -> UserEncoder:
     if name not in USER_ENCODERS:
         if name in PLANNED:
-            raise ValueError(f"the {name} sequence encoder is not available yet; encoders: {', '.join(USER_ENCODERS)}")
+            raise ValueError(f"the {name} sequence encoder is not available yet in `journeys encode` (pre-train one "
+                             f"with `journeys uqabench pretrain`); encoders: {', '.join(USER_ENCODERS)}")
         raise ValueError(f"unknown encoder '{name}': choose one of {', '.join(USER_ENCODERS)}")
     module, cls = USER_ENCODERS[name].split(":")
     return getattr(importlib.import_module(module), cls).from_options(**options)
