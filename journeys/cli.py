@@ -26,6 +26,8 @@ Turn users' activity histories into persistent, named interest journeys.
   convert   turn public data sets (MovieLens) into the events/items format
   export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
   run       extract, name and export in one go
+  uqabench  build a UQABench-style question set; pre-train sequence encoders; score predictions
+  encode    encode users as embeddings from their journeys (a Beam pipeline)
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
 Run `journeys COMMAND --help` for what each command reads and writes."""
@@ -182,6 +184,68 @@ def _export(args, beam_args: list[str]) -> int:
     manifest = export.run(argv)
     print(json.dumps({"out": args.out, **{k: manifest[k] for k in ("rows", "users", "format", "wall_seconds")}}))
     return 0
+
+
+def _encode(args, beam_args: list[str]) -> int:
+    from pipelines import encode
+
+    argv = ["--journeys", args.journeys, "--out", args.out, "--user_encoder", args.encoder, *beam_args]
+    if args.users:
+        argv += ["--users", args.users]
+    summary = encode.run(argv)
+    print(json.dumps({"out": args.out, "encoder": summary["encoder"], "users": summary["users"],
+                      "wall_seconds": summary["wall_seconds"]}))
+    return 0
+
+
+def _uqabench_build(args) -> int:
+    from eval.uqabench.questions import BuildConfig, build
+
+    values = {f.name: getattr(args, f.name) for f in fields(BuildConfig) if getattr(args, f.name, None) is not None}
+    manifest = build(args.events, args.items, args.out, BuildConfig(**values), args.journeys)
+    print(json.dumps({"out": args.out, "questions": manifest["questions"], "subtasks": manifest["subtasks"],
+                      "users": manifest["users"], "rejected_rows": sum(manifest["rows"]["rejected"].values())}))
+    return 0
+
+
+def _uqabench_pretrain(args) -> int:
+    import torch
+
+    from eval.uqabench.questions import read_inputs
+    from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
+
+    values = {f.name: getattr(args, f.name) for f in fields(SequenceEncoderConfig)
+              if getattr(args, f.name, None) is not None}
+    config = SequenceEncoderConfig(**values)  # a bad setting fails before the data is read
+    torch.set_num_threads(args.torch_threads)
+    inputs = read_inputs(args.events, args.items)
+    _, metadata = pretrain(inputs.events, inputs.items, config, args.out)
+    print(json.dumps({"out": args.out, "encoder": config.kind, **metadata["data"], **metadata["metrics"],
+                      "rejected_rows": len(inputs.dead)}))
+    return 0
+
+
+def _uqabench_score(args) -> int:
+    from eval.uqabench.questions import read_questions
+    from eval.uqabench.scoring import accuracy
+
+    predictions = {}
+    for number, (row, problem) in enumerate(_prediction_rows(args.predictions), start=1):
+        if row is None or not isinstance(row.get("question_id"), str) or not isinstance(row.get("prediction"), str):
+            raise ValueError(f"predictions line {number}: need a JSON object with question_id and prediction text"
+                             + (f" ({problem})" if problem else ""))
+        if row["question_id"] in predictions:
+            raise ValueError(f"predictions line {number}: a second prediction for {row['question_id']!r}")
+        predictions[row["question_id"]] = row["prediction"]
+    print(json.dumps(accuracy(read_questions(args.questions), predictions), indent=2))
+    return 0
+
+
+def _prediction_rows(path: str):
+    from journeys import io
+
+    for file in io.list_input_files(path):
+        yield from io.iter_rows(file)
 
 
 def _naming_options(args) -> list[str]:
@@ -400,13 +464,76 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
     running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
+
+    encoding = commands.add_parser(
+        "encode", help="encode users as embeddings (a Beam pipeline)",
+        description="Read DIR (the journeys/ folder written by extract) and write OUT/embeddings/ (Parquet: "
+        "user_id, encoder, version, embedding as float32 list), OUT/dead_letter/ (users or rows that could not be "
+        "encoded, with the reason) and OUT/summary.json (users read = encoded + failed; with and without "
+        "journeys). The journey encoder pools the journeys' centroids weighted by size, persistence and "
+        "recency, plus scalar features; users with no journeys (from --users) get its empty-history "
+        "embedding. Other options go to Beam, e.g. --half_life_days 30, --centroid_dim 384, --encode_shards 4.")
+    encoding.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
+    encoding.add_argument("--out", required=True, help="output folder")
+    encoding.add_argument("--encoder", default="journey", help="user encoder (default journey)")
+    encoding.add_argument("--users", default=None,
+                          help="a table with user_id (events, questions.jsonl): also encode these users")
+
+    _add_uqabench(commands)
     return parser
+
+
+def _add_uqabench(commands) -> None:
+    from eval.uqabench.questions import BuildConfig
+
+    uqabench = commands.add_parser("uqabench", help="UQABench-style question set and scoring")
+    targets = uqabench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    building = targets.add_parser(
+        "build", help="build the question set",
+        description="Read events and items; hold each user's last --holdout interactions out of the history; "
+        "write OUT/questions.jsonl (seven sub-tasks in three dimensions, four lettered options, one gold "
+        "letter, and each question's history cut), OUT/history.parquet (the events an encoder may see), "
+        "OUT/dead_letter.jsonl (rejected rows with the reason) and, last, OUT/_manifest.json (counts per "
+        "sub-task, skips with reasons, configuration, input fingerprints). Same input and --seed, same bytes. "
+        "--journeys checks that journeys to be encoded end before each user's cut (extract them from "
+        "OUT/history.parquet).")
+    building.add_argument("--events", required=True, help="events file, folder or glob")
+    building.add_argument("--items", required=True, help="items file, folder or glob")
+    building.add_argument("--out", required=True, help="output folder")
+    building.add_argument("--journeys", default=None, help="a journeys/ folder to check against the cut")
+    for f in fields(BuildConfig):
+        building.add_argument(f"--{f.name}", type=type(f.default), default=None,
+                              help=f"{f.metadata['help']} (default {f.default})")
+    scoring = targets.add_parser(
+        "score", help="score predictions with UQABench's rule",
+        description="Print JSON accuracy per sub-task, per dimension and overall. --predictions is JSONL, one "
+        '{"question_id": ..., "prediction": "generated text"} per line; a prediction is correct when it starts '
+        "with the gold letter (no normalisation); a missing one is wrong and counted as missing.")
+    scoring.add_argument("--questions", required=True, help="questions.jsonl (or its folder)")
+    scoring.add_argument("--predictions", required=True, help="predictions JSONL")
+
+    from tuning.sequence_encoders import SequenceEncoderConfig
+
+    pretraining = targets.add_parser(
+        "pretrain", help="pre-train a sequence user encoder on next-item prediction",
+        description="Train a SASRec-, GRU4Rec- or LLaMA-style encoder (--kind; each step fuses the item id with its "
+        "tags and title tokens) on every user's history, the question set's cut with the same --holdout, with a "
+        "full softmax over the catalogue; test on each user's first held-out item. Write OUT/sequence_encoder.pt "
+        "and OUT/sequence_encoder.json (configuration, vocabularies, data hash, training loss, Recall@10 and "
+        "NDCG@10 beside a most-popular baseline) and print the metrics.")
+    pretraining.add_argument("--events", required=True, help="events file, folder or glob")
+    pretraining.add_argument("--items", required=True, help="items file, folder or glob")
+    pretraining.add_argument("--out", required=True, help="folder to write the encoder to")
+    pretraining.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
+    for f in fields(SequenceEncoderConfig):
+        pretraining.add_argument(f"--{f.name}", type=type(f.default), default=None,
+                                 help=f"{f.metadata['help']} (default {f.default})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("extract", "name", "export", "run"):
+    if extra and args.command not in ("extract", "name", "export", "run", "encode"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.configure(args.verbose)
     from journeys.inputs import InputError
@@ -424,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
             return _name(args, extra)
         if args.command == "tune":
             return _tune_pairs(args) if args.target == "pairs" else _tune(args)
+        if args.command == "encode":
+            return _encode(args, extra)
+        if args.command == "uqabench":
+            targets = {"build": _uqabench_build, "score": _uqabench_score, "pretrain": _uqabench_pretrain}
+            return targets[args.target](args)
         if args.command == "report":
             return _report(args)
         if args.command == "eval":

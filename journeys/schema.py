@@ -132,10 +132,23 @@ def journey_labels(include_centroid: bool) -> pa.Schema:
     return JOURNEY_LABELS.append(pa.field("centroid", pa.list_(pa.float32()), nullable=False))
 
 
+# One embedding per user (``journeys encode``). ``encoder`` names the user encoder and ``version`` its
+# version and settings: embeddings are comparable only when both are equal. The width is the
+# encoder's (fixed for a given version), so it is a list, not a fixed-size list type.
+USER_EMBEDDINGS = _with_meta(
+    "user_embeddings",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("encoder", pa.string(), nullable=False),
+        pa.field("version", pa.string(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+    ],
+)
+
 DEAD_LETTER = _with_meta(
     "dead_letter",
     [
-        pa.field("source", pa.string(), nullable=False),  # events | items
+        pa.field("source", pa.string(), nullable=False),  # events | items | journeys | users
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
         pa.field("user_id", pa.string()),

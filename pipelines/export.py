@@ -23,11 +23,10 @@ import uuid
 from importlib import metadata
 
 import apache_beam as beam
-import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
-from journeys.inputs import InputError
+from journeys.inputs import check_dataset
 from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts, write_empty_parquet
 
@@ -76,29 +75,8 @@ def to_label(row: dict, top_items: int, include_centroid: bool) -> dict:
 
 def check_named(path: str) -> list[str]:
     """The named dataset's files, or an InputError naming what is wrong (before anything is written)."""
-    try:
-        files = io.list_input_files(path)
-    except FileNotFoundError as err:
-        raise InputError(f"named journeys: {err}") from None
-    for file in files:
-        if io.file_format(file) != "parquet":
-            raise InputError(f"named journeys: '{file}' is not Parquet; pass the named/ folder written by "
-                             "`journeys name`")
-        fs, stripped = io.url_to_fs(file)
-        try:
-            with fs.open(stripped, "rb") as handle:
-                found = pq.ParquetFile(handle).schema_arrow
-        except Exception as err:  # an unreadable file: say which one
-            raise InputError(f"named journeys file '{file}' cannot be read: {err}") from None
-        try:
-            schema.check_version(found, "named_journeys", file)
-        except ValueError as err:
-            hint = " (pass the named/ folder inside the name step's output)" if "/dead_letter/" in file else ""
-            raise InputError(f"{err}{hint}") from None
-        missing = [c for c in schema.NAMED_JOURNEYS.names if c not in found.names]
-        if missing:
-            raise InputError(f"named journeys file '{file}' has no column {', '.join(map(repr, missing))}")
-    return files
+    return check_dataset(path, schema.NAMED_JOURNEYS, "named journeys",
+                         "pass the named/ folder written by `journeys name`")
 
 
 def relative_to(file: str, base: str) -> str:

@@ -31,7 +31,6 @@ class NameOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("journey naming")
-        group.add_argument("--journeys", help="the journeys/ dataset written by extract")
         group.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
         group.add_argument("--model", default=None,
                            help="LLM namers: model id or path (default: the built-in base, or the adapter's base)")
@@ -115,7 +114,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     opts, common = options.view_as(NameOptions), options.view_as(CommonOptions)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
     journeys = (
-        pipeline | "ReadJourneys" >> ReadRows(opts.journeys)
+        pipeline | "ReadJourneys" >> ReadRows(common.journeys)
         | "Rows" >> beam.Map(lambda parsed: parsed[0])
     )
     per_user = (
@@ -146,7 +145,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
-    config = {"journeys": opts.journeys, "namer": opts.namer, **namer_options(opts)}
+    config = {"journeys": common.journeys, "namer": opts.namer, **namer_options(opts)}
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
@@ -159,10 +158,10 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     """Name the journeys and return the summary (also written to ``OUT/summary.json``)."""
     options = PipelineOptions(argv)
     opts, common = options.view_as(NameOptions), options.view_as(CommonOptions)
-    for name, value in (("journeys", opts.journeys), ("out", common.out)):
+    for name, value in (("journeys", common.journeys), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required")
-    io.list_input_files(opts.journeys)  # a clear error now if the dataset is missing
+    io.list_input_files(common.journeys)  # a clear error now if the dataset is missing
     if opts.namer in ("prompt-tuned", "fine-tuned") and not opts.adapter:
         raise ValueError(f"the {opts.namer} namer needs --adapter: a folder made by `journeys tune`")
     if opts.adapter:

@@ -18,6 +18,8 @@ class CommonOptions(PipelineOptions):
         group = parser.add_argument_group("journeys")
         group.add_argument("--out", help="output folder (local or gs://)")
         group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
+        # Read by more than one pipeline (name, encode), so declared once here.
+        group.add_argument("--journeys", help="the journeys/ dataset written by extract")
 
 
 def run_and_summarise(options: PipelineOptions, build: Callable, save_main_session: bool,

@@ -16,7 +16,7 @@ def test_help_says_what_goes_in_and_what_comes_out():
     for word in ("user_id", "journeys/", "dead_letter/", "summary.json", "DataflowRunner"):
         assert word in result.stdout
     top = subprocess.run([sys.executable, "-m", "journeys.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("sample", "extract", "name", "export", "run", "eval", "convert"):
+    for command in ("sample", "extract", "name", "export", "run", "eval", "convert", "uqabench", "encode"):
         assert command in top.stdout
 
 

@@ -1,0 +1,1 @@
+"""UQABench-style evaluation: the question set (``questions``) and UQABench's scoring (``scoring``)."""

@@ -1,0 +1,201 @@
+"""Beam pipeline: journeys -> one embedding per user, with any registered user encoder.
+
+    read journeys/ (and --users, the users to encode even without journeys) -> key by user ->
+    group -> the encoder checks and encodes each user (loaded once per worker) ->
+    embeddings/ (Parquet: user_id, encoder, version, embedding) and dead_letter/ -> summary.json
+
+Every user seen in either input ends in ``embeddings/`` or, with the reason, in ``dead_letter/``
+(``users.balanced`` in the summary). A user with no journeys (listed in ``--users`` only) gets the
+encoder's defined empty-history embedding and is counted under ``users.without_journeys``: the
+extraction keeps only persistent interests, so some users have none, and dropping them would make
+the evaluation silently skip the hardest users.
+
+The encoder is chosen by name (``tuning.user_encoders``); it declares which per-user records it
+reads. Today that is journeys; a sequence encoder will read events (with items), which needs one
+more reader beside ``ReadRows(--journeys)`` in ``build``; the grouping, dead letters, counts and
+output stay as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from journeys import io, schema
+from journeys.inputs import InputError, check_columns, check_dataset
+from journeys.validation import DeadLetter
+from pipelines.options import CommonOptions, run_and_summarise
+from pipelines.transforms import Publish, ReadRows, WriteShards
+from tuning.user_encoders import USER_ENCODERS, create_user_encoder
+
+DATASETS = {"embeddings": schema.USER_EMBEDDINGS, "dead_letter": schema.DEAD_LETTER}
+
+
+class EncodeOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("user encoding")
+        group.add_argument("--user_encoder", default="journey", help=f"user encoder: {', '.join(USER_ENCODERS)}")
+        group.add_argument("--users", default=None,
+                           help="any table with a user_id column (events, a question set's questions.jsonl): "
+                           "these users are encoded too, with the empty-history embedding when they have no journeys")
+        group.add_argument("--centroid_dim", type=int, default=None,
+                           help="journey encoder: width of the journey centroids (384)")
+        group.add_argument("--half_life_days", type=float, default=None,
+                           help="journey encoder: recency half-life in days (30)")
+        group.add_argument("--expect_embedding_model", default=None,
+                           help="journey encoder: refuse journeys embedded with another sentence encoder")
+        group.add_argument("--encode_shards", type=int, default=1, help="Parquet files of embeddings")
+
+
+def encoder_options(opts: EncodeOptions) -> dict:
+    return {"centroid_dim": opts.centroid_dim, "half_life_days": opts.half_life_days,
+            "embedding_model": opts.expect_embedding_model}
+
+
+def _user_id(value) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+class _KeyByUser(beam.DoFn):
+    """Parsed rows -> (user_id, (kind, row)), or a dead letter for a row with no usable user id."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def process(self, parsed):
+        row, problem = parsed
+        if row is None:
+            yield beam.pvalue.TaggedOutput("dead", DeadLetter(self.source, "malformed_row", problem).to_record())
+            return
+        user_id = _user_id(row.get("user_id"))
+        if user_id is None:
+            yield beam.pvalue.TaggedOutput("dead", DeadLetter(
+                self.source, "missing_user_id", f"user_id must be a non-empty string or an integer, got "
+                f"{row.get('user_id')!r}", {"journey_id": row.get("journey_id")} if self.source == "journeys"
+                else row).to_record())
+            return
+        # Tagged like the dead letters: Beam would otherwise infer a union type and refuse the grouping.
+        yield beam.pvalue.TaggedOutput("keyed", (user_id, (self.source, row if self.source == "journeys" else None)))
+
+
+class _EncodeUser(beam.DoFn):
+    """One user's records -> an embedding row, or one dead letter per problem (the user is not
+    encoded from part of their journeys: a partial embedding would look complete)."""
+
+    def __init__(self, encoder: str, options: dict):
+        self.encoder_name, self.options = encoder, options
+        self.encoder = None
+
+    def setup(self):
+        self.encoder = create_user_encoder(self.encoder_name, **self.options)
+
+    def process(self, element):
+        user_id, tagged = element
+        records = sorted((row for kind, row in tagged if kind == "journeys"), key=lambda r: str(r.get("journey_id")))
+        problems = self.encoder.problems(records)
+        if problems:
+            ids = [r.get("journey_id") for r in records]
+            for reason, detail in problems:
+                yield beam.pvalue.TaggedOutput("dead", DeadLetter(
+                    "journeys", reason, detail, {"journey_ids": ids}, user_id).to_record())
+            yield beam.pvalue.TaggedOutput("count", ("failed", 1))
+            return
+        yield {"user_id": user_id, "encoder": self.encoder.name, "version": self.encoder.version,
+               "embedding": self.encoder.encode(records).tolist()}
+        yield beam.pvalue.TaggedOutput("count", ("with_journeys" if records else "without_journeys", 1))
+
+
+class _Summarise:
+    def __init__(self, config: dict, width: int, version: str):
+        self.config, self.width, self.version = config, width, version
+
+    def __call__(self, counts: dict[str, int]) -> dict:
+        users = {"read": counts.get("users", 0), "encoded": counts.get("encoded", 0),
+                 "with_journeys": counts.get("with_journeys", 0),
+                 "without_journeys": counts.get("without_journeys", 0), "failed": counts.get("failed", 0)}
+        return {
+            "schema_version": schema.SCHEMA_VERSION, "config": self.config,
+            "encoder": {"name": self.config["encoder"], "version": self.version, "width": self.width},
+            "users": {**users, "balanced": users["read"] == users["encoded"] + users["failed"]},
+            "journeys_read": counts.get("journeys", 0),
+            "rows_rejected": counts.get("rejected_rows", 0),
+        }
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+    opts, common = options.view_as(EncodeOptions), options.view_as(CommonOptions)
+    staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
+    encoder = create_user_encoder(opts.user_encoder, **encoder_options(opts))
+    sources = [("journeys", common.journeys)] + ([("users", opts.users)] if opts.users else [])
+    keyed, rejected = [], []
+    for source, path in sources:
+        parsed = pipeline | f"Read_{source}" >> ReadRows(path)
+        rows = parsed | f"Key_{source}" >> beam.ParDo(_KeyByUser(source)).with_outputs("dead", "keyed")
+        keyed.append(rows.keyed)
+        rejected.append(rows.dead)
+    grouped = tuple(keyed) | "AllKeyed" >> beam.Flatten() | "GroupByUser" >> beam.GroupByKey()
+    encoded = grouped | "Encode" >> beam.ParDo(
+        _EncodeUser(opts.user_encoder, encoder_options(opts))).with_outputs("dead", "count",
+                                                                                             main="embeddings")
+    dead = (*rejected, encoded.dead) | "AllDead" >> beam.Flatten()
+    written = (
+        (
+            encoded.embeddings | "WriteEmbeddings" >> WriteShards(
+                io.join(staging, "embeddings"), schema.USER_EMBEDDINGS, "user_id", ("user_id",), opts.encode_shards),
+            dead | "WriteDeadLetters" >> WriteShards(io.join(staging, "dead_letter"), schema.DEAD_LETTER, "user_id",
+                                                     ("user_id", "reason", "row"), 1),
+        )
+        | "AllWritten" >> beam.Flatten()
+    )
+    journeys_read = keyed[0] | "CountJourneys" >> beam.Map(lambda _: ("journeys", 1))
+    counts = (
+        (
+            grouped | "CountUsers" >> beam.Map(lambda _: ("users", 1)),
+            encoded.embeddings | "CountEncoded" >> beam.Map(lambda _: ("encoded", 1)),
+            encoded.count,
+            journeys_read,
+            tuple(rejected) | "AllRejected" >> beam.Flatten() | "CountRejected" >> beam.Map(
+                lambda _: ("rejected_rows", 1)),
+        )
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    config = {"journeys": common.journeys, "users": opts.users, "encoder": opts.user_encoder, **encoder.config_dict()}
+    _ = (
+        pipeline
+        | "PublishTrigger" >> beam.Create([None])
+        | "Publish" >> beam.ParDo(Publish(common.out, staging, DATASETS, time.time(),
+                                          _Summarise(config, encoder.width, encoder.version)),
+                                  written=beam.pvalue.AsList(written), counts=beam.pvalue.AsList(counts))
+    )
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
+    """Encode every user and return the summary (also written, last, to ``OUT/summary.json``)."""
+    options = PipelineOptions(argv)
+    opts, common = options.view_as(EncodeOptions), options.view_as(CommonOptions)
+    for name, value in (("journeys", common.journeys), ("out", common.out)):
+        if not value:
+            raise ValueError(f"--{name} is required")
+    if opts.encode_shards < 1:
+        raise ValueError("--encode_shards must be at least 1")
+    encoder = create_user_encoder(opts.user_encoder, **encoder_options(opts))  # an unknown encoder fails here
+    if encoder.input != "journeys":
+        raise InputError(f"the {opts.user_encoder} encoder reads {encoder.input}, which this pipeline cannot read yet")
+    # Clear errors now, with the destination untouched.
+    check_dataset(common.journeys, schema.JOURNEYS, "journeys",
+                  "pass the journeys/ folder written by `journeys extract`")
+    if opts.users:
+        check_columns(opts.users, ("user_id",), "users")
+    return run_and_summarise(options, build, save_main_session)

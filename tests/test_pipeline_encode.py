@@ -1,0 +1,85 @@
+"""The encode pipeline: one embedding per user with the schema, every user accounted for, clear errors."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from journeys import cli, io, schema
+from journeys.inputs import InputError
+from pipelines import encode
+from tuning.journey_encoder import JourneyEncoder
+
+
+def _encode(out: Path, *argv: str) -> dict:
+    return encode.run(["--out", str(out), *argv], save_main_session=False)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.parquet"))}
+
+
+def test_every_user_gets_one_embedding_with_the_schema_and_reruns_are_identical(journeys_dir, small_sample,
+                                                                                 tmp_path):
+    summary = _encode(tmp_path / "a", "--journeys", journeys_dir, "--users", small_sample["events"])
+    journeys = io.read_table(journeys_dir).to_pylist()
+    with_journeys = {j["user_id"] for j in journeys}
+    all_users = set(io.read_table(small_sample["events"], columns=["user_id"])["user_id"].to_pylist())
+    assert with_journeys <= all_users
+    table = io.read_table(str(tmp_path / "a" / "embeddings"))
+    assert table.schema.equals(schema.USER_EMBEDDINGS, check_metadata=False)
+    schema.check_version(table.schema, "user_embeddings", "embeddings")
+    rows = table.to_pylist()
+    assert [r["user_id"] for r in rows] == sorted(all_users)
+    encoder = JourneyEncoder()
+    assert summary["users"] == {"read": len(all_users), "encoded": len(all_users), "failed": 0, "balanced": True,
+                                "with_journeys": len(with_journeys),
+                                "without_journeys": len(all_users - with_journeys)}
+    assert encoder.width == 2 * 384 + 7
+    assert summary["encoder"] == {"name": "journey", "version": encoder.version, "width": encoder.width}
+    assert summary["journeys_read"] == len(journeys) and summary["rows_rejected"] == 0
+    for row in rows:
+        mine = [j for j in journeys if j["user_id"] == row["user_id"]]
+        expected = pa.array(encoder.encode(mine).tolist(), type=pa.float32()).to_pylist()
+        assert row["embedding"] == expected and (row["encoder"], row["version"]) == ("journey", encoder.version)
+    assert io.read_table(str(tmp_path / "a" / "dead_letter")).num_rows == 0
+
+    _encode(tmp_path / "b", "--journeys", journeys_dir, "--users", small_sample["events"])
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_users_that_cannot_be_encoded_go_to_the_dead_letters_with_the_reason(journeys_dir, tmp_path):
+    rows = io.read_table(journeys_dir).to_pylist()
+    broken_user = rows[0]["user_id"]
+    rows[0]["centroid"] = rows[0]["centroid"][:10]
+    io.write_table(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), str(tmp_path / "journeys" / "part.parquet"))
+    users = tmp_path / "users.jsonl"
+    users.write_text('{"user_id": "nobody-with-journeys"}\n{"user_id": ""}\n{oops\n')
+    summary = _encode(tmp_path / "out", "--journeys", str(tmp_path / "journeys"), "--users", str(users))
+    users_with_journeys = {r["user_id"] for r in rows}
+    assert summary["users"]["read"] == len(users_with_journeys) + 1
+    assert summary["users"]["failed"] == 1 and summary["users"]["without_journeys"] == 1
+    assert summary["users"]["balanced"] and summary["rows_rejected"] == 2
+    dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()
+    assert sorted((d["source"], d["reason"]) for d in dead) == [
+        ("journeys", "bad_centroid"), ("users", "malformed_row"), ("users", "missing_user_id")]
+    bad = next(d for d in dead if d["reason"] == "bad_centroid")
+    assert bad["user_id"] == broken_user and "10 values, expected 384" in bad["detail"]
+    assert rows[0]["journey_id"] in json.loads(bad["row"])["journey_ids"]
+    encoded = {r["user_id"] for r in io.read_table(str(tmp_path / "out" / "embeddings")).to_pylist()}
+    assert encoded == (users_with_journeys - {broken_user}) | {"nobody-with-journeys"}
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong_dataset", "unknown_encoder", "planned_encoder"])
+def test_bad_input_is_one_clear_line_and_nothing_is_written(case, small_sample, journeys_dir, tmp_path, capsys):
+    journeys = {"missing": str(tmp_path / "nope"), "wrong_dataset": small_sample["events"]}.get(case, journeys_dir)
+    encoder = {"unknown_encoder": "nope", "planned_encoder": "gru4rec"}.get(case, "journey")
+    code = cli.main(["encode", "--journeys", journeys, "--out", str(tmp_path / "out"), "--encoder", encoder])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("journeys encode: error:") and "\n" not in err
+    assert {"missing": "does not exist", "wrong_dataset": "holds 'events' records, expected 'journeys'",
+            "unknown_encoder": "unknown encoder 'nope'", "planned_encoder": "not available yet"}[case] in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError):
+        encode.run(["--journeys", journeys_dir, "--out", str(tmp_path / "o"), "--users", str(tmp_path / "none")])
