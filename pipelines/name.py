@@ -39,6 +39,8 @@ class NameOptions(PipelineOptions):
                            help="sentence encoder for keywords, grounding and exemplars: the extraction's model")
         group.add_argument("--max_titles", type=int, default=10, help="LLM namers: titles per prompt")
         group.add_argument("--exemplars", type=int, default=3, help="few-shot: exemplars per prompt")
+        group.add_argument("--min_grounding", type=float, default=0.2,
+                           help="LLM namers: an answer less similar to the journey's centroid falls back to keywords")
         group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
 
 
@@ -75,7 +77,7 @@ def namer_options(opts: NameOptions) -> dict:
     options = {"encoder": opts.encoder}
     if opts.namer != "keywords":
         options |= {"model": opts.model, "adapter": opts.adapter, "max_titles": opts.max_titles,
-                    "exemplars": opts.exemplars}
+                    "exemplars": opts.exemplars, "min_grounding": opts.min_grounding}
     return options
 
 

@@ -46,3 +46,11 @@ def test_naming_errors_are_clear_before_anything_runs(journeys_dir, tmp_path, ca
     assert "journeys_adapter.json is missing" in capsys.readouterr().err
     assert cli.main(["tune", "prompt", "--train", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "a")]) == 2
     assert "none.jsonl" in capsys.readouterr().err
+
+
+def test_llm_namer_settings_reach_the_namer_from_the_pipeline_options():
+    from pipelines.name import NameOptions, namer_options
+
+    opts = NameOptions(["--namer", "few-shot", "--max_titles", "5", "--exemplars", "2", "--min_grounding", "0.4"])
+    assert namer_options(opts) | {"encoder": None} == {
+        "encoder": None, "model": None, "adapter": None, "max_titles": 5, "exemplars": 2, "min_grounding": 0.4}
