@@ -207,6 +207,13 @@ def name_and_time(namer, journeys: list[dict], history_at_once: bool) -> tuple[l
     return results, seconds, cost
 
 
+def reason_kind(reason: str) -> str:
+    """A fallback reason without the model's answer or the per-journey score, so reasons can be counted:
+    "model answer rejected (not grounded: 0.12 < 0.2): 'Foo'" -> "model answer rejected (not grounded < 0.2)"."""
+    kind = reason.split(")", 1)[0] + ")" if ")" in reason else reason
+    return re.sub(r": -?[0-9.]+ <", " <", kind)
+
+
 def evaluate_naming(reference_set: ReferenceSet, namers: dict, embedder, resamples: int = 1000,
                     history_at_once: bool = False, examples: int = 8) -> dict:
     """``namers``: strategy -> Namer. Returns the comparison (JSON-ready)."""
@@ -223,7 +230,7 @@ def evaluate_naming(reference_set: ReferenceSet, namers: dict, embedder, resampl
         per_strategy[strategy] = {
             "metrics": {m: bootstrap(v, resamples) for m, v in metric_values.items()},
             "cost": cost,
-            "fallback_reasons": dict(Counter((r.fallback_reason or "").split(":")[0]
+            "fallback_reasons": dict(Counter(reason_kind(r.fallback_reason or "")
                                              for r in results if r.fell_back).most_common(5)),
             "examples": [{"reference": reference_set.references[i], "name": results[i].name,
                           "titles": journeys[i]["representative_titles"][:3]} for i in scored[:examples]],

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 
 TABLE_METRICS = ("semantic", "rouge_l", "chrf", "bleu", "exact_match", "specificity", "grounding", "duplicate",
                  "fallback", "safety_flag")
+DIFFERENCE_METRICS = ("semantic", "rouge_l", "chrf", "specificity", "grounding", "fallback")
 CHART_METRICS = ("semantic", "rouge_l", "chrf", "bleu", "specificity", "grounding")
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1")
 STYLE = """
@@ -36,6 +37,37 @@ def _cell(metric: dict | None) -> str:
     return f"{metric['mean']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
 
 
+def _signed(metric: dict | None) -> str:
+    if not metric or metric.get("mean") is None:
+        return "–"
+    return f"{metric['mean']:+.3f} [{metric['low']:+.3f}, {metric['high']:+.3f}]"
+
+
+def settings_text(evaluation: dict) -> str:
+    """The ablation settings of one evaluation, so that two runs on one page can be told apart."""
+    settings = evaluation.get("settings") or {}
+    parts = [f"{key} {settings[key]}" for key in ("max_titles", "prompt_inputs") if key in settings]
+    if evaluation.get("history_at_once"):
+        parts.append("whole history named at once")
+    return ", ".join(parts)
+
+
+def difference_rows(evaluation: dict) -> list[list[str]]:
+    """Paired differences against the keywords namer (same journeys), for every other strategy."""
+    return [[strategy, *(_signed(result["vs_keywords"].get(m)) for m in DIFFERENCE_METRICS)]
+            for strategy, result in evaluation["strategies"].items() if result.get("vs_keywords")]
+
+
+def fallback_lines(evaluation: dict, top: int = 3) -> list[str]:
+    """Why LLM names were replaced by keyword names: the most frequent reasons per strategy."""
+    lines = []
+    for strategy, result in evaluation["strategies"].items():
+        reasons = sorted((result.get("fallback_reasons") or {}).items(), key=lambda item: (-item[1], item[0]))
+        if reasons:
+            lines.append(f"{strategy}: " + "; ".join(f"{reason} ({count})" for reason, count in reasons[:top]))
+    return lines
+
+
 def comparison_rows(evaluation: dict) -> list[list[str]]:
     rows = []
     for strategy, result in evaluation["strategies"].items():
@@ -43,6 +75,10 @@ def comparison_rows(evaluation: dict) -> list[list[str]]:
         rows.append([strategy, *(_cell(result["metrics"].get(m)) for m in TABLE_METRICS),
                      str(cost.get("names_per_s", "–")), str(cost.get("prompt_tokens_per_name", "–"))])
     return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(row) + " |" for row in rows)]
 
 
 def table_html(header: list[str], rows: list[list[str]], css_class: str = "") -> str:
@@ -115,7 +151,7 @@ def timeline_chart(user: str, journeys: list[dict]) -> str:
                      f'{journey["num_events"]} events</title></rect>')
     parts.append(f'<text x="{left}" y="{height - 4}">{start:%Y-%m-%d}</text>'
                  f'<text x="{width - 80}" y="{height - 4}">{end:%Y-%m-%d}</text></svg>')
-    return f"<figure>{''.join(parts)}<figcaption>user {_esc(user)}</figcaption></figure>"
+    return f"<figure><figcaption>user {_esc(user)}</figcaption>{''.join(parts)}</figure>"
 
 
 def render(evaluations: list[dict], extraction: dict | None, named: list[dict], users: int = 4) -> tuple[str, str]:
@@ -126,11 +162,23 @@ def render(evaluations: list[dict], extraction: dict | None, named: list[dict], 
     for evaluation in evaluations:
         title = (f"{evaluation['reference_set']}: {evaluation['scored']} journeys with a reference, "
                  f"{evaluation['journeys']} named, {evaluation['users']} users")
+        if settings_text(evaluation):
+            title += f" ({settings_text(evaluation)})"
         rows = comparison_rows(evaluation)
         body += [f"<h2>{_esc(title)}</h2>", table_html(header, rows, "comparison"),
                  '<div class="charts">', *(interval_chart(m, evaluation) for m in CHART_METRICS), "</div>"]
-        markdown += [f"## {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|",
-                     *("| " + " | ".join(row) + " |" for row in rows), ""]
+        markdown += [f"## {title}", "", *markdown_table(header, rows), ""]
+        differences = difference_rows(evaluation)
+        if differences:
+            difference_header = ["strategy − keywords", *DIFFERENCE_METRICS]
+            body += ["<h3>Paired difference against keywords (same journeys, 95% interval)</h3>",
+                     table_html(difference_header, differences, "differences")]
+            markdown += ["Paired difference against keywords:", "", *markdown_table(difference_header, differences), ""]
+        reasons = fallback_lines(evaluation)
+        if reasons:
+            body += ["<h3>Why names fell back to keywords</h3><ul>",
+                     *(f"<li>{_esc(line)}</li>" for line in reasons), "</ul>"]
+            markdown += ["Why names fell back to keywords:", "", *(f"- {line}" for line in reasons), ""]
     if extraction:
         keys = ("ari", "nmi", "journey_recall", "journey_precision", "journeys_per_user", "planted_journeys_per_user")
         rows = [[k, str(extraction.get(k))] for k in keys]

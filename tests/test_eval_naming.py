@@ -86,3 +86,12 @@ def test_movielens_groups_are_journeys_named_by_held_out_tags(tmp_path, embedder
     assert all(len(j["item_ids"]) >= 3 and len(j["centroid"]) == embedder.dimension for j in reference_set.journeys)
     assert all(movielens_split(j["user_id"], r) == "test" for j, r in zip(reference_set.journeys,
                                                                            reference_set.references))
+
+
+def test_fallback_reasons_are_counted_by_kind_without_answers_or_scores():
+    from eval.naming import reason_kind
+
+    assert reason_kind("model answer rejected (not grounded: 0.12 < 0.2): 'Painted Dollar'") == \
+        "model answer rejected (not grounded < 0.2)"
+    assert reason_kind("model answer rejected (12 words > 8): 'a b c'") == "model answer rejected (12 words > 8)"
+    assert reason_kind("no answer") == "no answer"
