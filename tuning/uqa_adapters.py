@@ -188,7 +188,9 @@ class UserLLM(nn.Module):
             adapter.attach(llm)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, states: torch.Tensor | None = None,
-                state_mask: torch.Tensor | None = None) -> torch.Tensor:
+                state_mask: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
+        """Logits of the token positions, or of the last ``keep`` only (the answer's: computing the
+        vocabulary for every prompt position is most of a small model's cost)."""
         embeds = self.llm.get_input_embeddings()(ids)
         prefix_len = 0
         if self.adapter is not None:
@@ -204,12 +206,13 @@ class UserLLM(nn.Module):
                 mask = torch.cat([torch.ones(mask.shape[0], prefix_len, dtype=mask.dtype, device=mask.device), mask], 1)
             else:
                 self.adapter.set_context(states, state_mask)
+        extra = {"logits_to_keep": keep} if keep else {}
         try:
-            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask)).logits
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask), **extra).logits
         finally:
             if isinstance(self.adapter, CrossAttentionAdapter):
                 self.adapter.set_context(None, None)
-        return logits[:, prefix_len:]
+        return logits if keep else logits[:, prefix_len:]
 
     @torch.no_grad()
     def greedy(self, ids: torch.Tensor, mask: torch.Tensor, states=None, state_mask=None, max_new_tokens: int = 1,
@@ -218,7 +221,7 @@ class UserLLM(nn.Module):
         generated = [[] for _ in range(ids.shape[0])]
         finished = [False] * ids.shape[0]
         for _ in range(max_new_tokens):
-            chosen = self.forward(ids, mask, states, state_mask)[:, -1].argmax(-1)
+            chosen = self.forward(ids, mask, states, state_mask, keep=1)[:, -1].argmax(-1)
             for row, token in enumerate(chosen.tolist()):
                 if not finished[row]:
                     if token == eos_id:

@@ -57,7 +57,7 @@ BASELINES = ("none", "text")
 class AlignConfig:
     strategy: str = field(default="adapter", metadata={"help": f"what trains: {', '.join(STRATEGIES)}"})
     lora_rank: int = field(default=8, metadata={"help": "lora: rank"})
-    epochs: int = field(default=8, metadata={"help": "passes over the training users' questions"})
+    epochs: int = field(default=5, metadata={"help": "passes over the training users' questions"})
     batch_size: int = field(default=32, metadata={"help": "questions per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
     random_dim: int = field(default=64, metadata={"help": "random source: width of the random embeddings"})
@@ -198,10 +198,11 @@ def _lora(llm, rank: int):
 
 
 def _loss(model: UserLLM, source: UserSource, builder: PromptBuilder, questions: list[dict]) -> torch.Tensor:
-    ids, mask, labels = lm_batch([builder.prompt(q, None) for q in questions],
-                                 [builder.answer(q["answer"]) for q in questions], builder.tokenizer.pad_token_id)
+    answers = [builder.answer(q["answer"]) for q in questions]
+    ids, mask, labels = lm_batch([builder.prompt(q, None) for q in questions], answers, builder.tokenizer.pad_token_id)
     states, state_mask = source([q["user_id"] for q in questions])
-    return answer_loss(model(ids, mask, states, state_mask), labels)
+    keep = max(map(len, answers)) + 1  # the answer's positions and the one before it
+    return answer_loss(model(ids, mask, states, state_mask, keep=keep), labels[:, -keep:])
 
 
 def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], batch_size: int = 64) -> float:

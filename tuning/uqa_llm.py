@@ -67,10 +67,10 @@ class LlmConfig:
     hidden: int = field(default=128, metadata={"help": "built-in LLM: hidden width"})
     layers: int = field(default=2, metadata={"help": "built-in LLM: decoder layers"})
     heads: int = field(default=4, metadata={"help": "built-in LLM: attention heads"})
-    context: int = field(default=256, metadata={"help": "prompt tokens (the text history is cut to fit)"})
+    context: int = field(default=192, metadata={"help": "prompt tokens (the text history is cut to fit)"})
     no_history_share: float = field(default=0.25, metadata={
         "help": "share of training prompts shown without history (so the model also answers from priors)"})
-    question_seeds: int = field(default=4, metadata={
+    question_seeds: int = field(default=2, metadata={
         "help": "also train on the training users' questions rebuilt from their histories with this many other "
                 "seeds (more practice at reading a history; never an evaluation user)"})
     epochs: int = field(default=3, metadata={"help": "passes over the training questions"})
@@ -102,6 +102,7 @@ class PromptBuilder:
     def __init__(self, tokenizer, items: dict[str, Item], context: int):
         self.tokenizer, self.items, self.context = tokenizer, items, context
         self._event_tokens: dict[str, int] = {}
+        self._question_tokens: dict[tuple, list[int]] = {}  # alignment re-reads the same questions every epoch
 
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -135,7 +136,10 @@ class PromptBuilder:
         question. ``context`` overrides the builder's (the efficiency benchmark uses the whole history)."""
         context = self.context if context is None else context
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        tail = self._tokens(self.question_text(question))
+        key = question.get("question_id"), question["question"], tuple(question["options"].values())
+        if key not in self._question_tokens:
+            self._question_tokens[key] = self._tokens(self.question_text(question))
+        tail = self._question_tokens[key]
         head = ""
         if history:
             head, _ = self.history_text(history, context - len(bos) - len(tail) - 8)
