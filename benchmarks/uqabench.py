@@ -10,7 +10,8 @@ Steps, all in this process, one torch thread:
 4. the accuracy table: each encoder x integration mode (soft prompt with 1 token = UQABench, soft
    prompt with k tokens, Perceiver with M latents, gated cross-attention), aligned on the training
    users and evaluated on the held-out users, beside the three baselines (no history, text prompt
-   cut to the LLM's context, random embedding through a one-token soft prompt);
+   cut to the LLM's context, random embedding through a one-token soft prompt), and the LLaMA-style
+   encoder's one-token soft prompt trained with the other strategies (encoder + adapter, LoRA);
 5. efficiency: prompt tokens and the median forward latency (batch of one question, ``--repeats``
    runs) of the text prompt with the whole history written out and of soft prompt, Perceiver and
    cross-attention (LLaMA-style encoder over the same history + adapter + LLM) at history lengths 50,
@@ -105,7 +106,7 @@ def pretrain_sequence(paths: dict, out: Path, config: SequenceEncoderConfig, nam
     return folder, metadata["metrics"]["test"]
 
 
-def accuracy_table(data, paths: dict, encoders: dict, llm: str, align_config: AlignConfig, modes: dict) -> dict:
+def accuracy_table(data, encoders: dict, llm: str, align_config: AlignConfig, modes: dict, strategies) -> dict:
     table = {}
     for baseline in ("none", "text"):
         table[f"baseline: {'no history' if baseline == 'none' else 'text prompt'}"] = row(
@@ -120,6 +121,10 @@ def accuracy_table(data, paths: dict, encoders: dict, llm: str, align_config: Al
             table[f"{encoder} x {mode}"] = {**row(evaluate_aligned(aligned, data)),
                                             "align_seconds": round(time.perf_counter() - started, 1)}
             log(f"{encoder} x {mode}: {table[f'{encoder} x {mode}']['interest_perception']}")
+    for strategy, label in strategies:  # the other training strategies, on the LLaMA-style encoder
+        aligned = align(data, llm, encoders["llama"], MODES["soft1"], replace(align_config, strategy=strategy))
+        table[f"llama x soft1 ({label})"] = row(evaluate_aligned(aligned, data))
+        log(f"llama x soft1 ({label}) done")
     return table
 
 
@@ -272,7 +277,8 @@ def main(argv=None) -> int:
     modes = {k: MODES[k] for k in (("soft1", "xattn") if args.quick else MODES)}
     results = {"settings": {"quick": args.quick, "llm": llm_meta, "align": align_config.__dict__,
                             "sequence_encoders": ranking}}
-    results["accuracy"] = accuracy_table(data, paths, encoders, paths["llm"], align_config, modes)
+    strategies = () if args.quick else (("encoder", "encoder + adapter"), ("lora", "LoRA + adapter"))
+    results["accuracy"] = accuracy_table(data, encoders, paths["llm"], align_config, modes, strategies)
     results["efficiency"] = efficiency(data, paths["llm"], encoders["llama"]["path"], (50, 100, 200), args.repeats)
     widths, depths, lengths = ((32, 64), (1,), (10, 50)) if args.quick else ((32, 64), (1, 2), (10, 25, 50))
     sweep_align = replace(align_config, epochs=max(3, align_config.epochs // 2))
