@@ -21,7 +21,7 @@ Steps, all in this process, one torch thread:
    interactions for each N, aligned with the one-token soft prompt; accuracy per dimension as a
    table and an SVG plot (interest perception against N, a line per width x depth).
 
-Run from the repository root (about 20 minutes on 2 CPU cores; ``--quick`` about 5):
+Run from the repository root (about 14 minutes on 2 CPU cores; ``--quick`` about 4):
 
     python benchmarks/uqabench.py --out uqa-bench
     python benchmarks/uqabench.py --quick --out uqa-bench
@@ -196,7 +196,7 @@ def svg_plot(results: list, metric: str = "interest_perception") -> str:
     lengths = sorted({r["history"] for r in results})
     values = [r[metric] for r in results]
     low, high = min(values + [0.25]) - 0.02, max(values) + 0.02
-    w, h, left, bottom, top, right = 520, 320, 60, 40, 30, 150
+    w, h, left, bottom, top, right = 680, 320, 60, 40, 30, 150
     def x(n):
         return left + (lengths.index(n) / max(len(lengths) - 1, 1)) * (w - left - right)
 
@@ -206,7 +206,7 @@ def svg_plot(results: list, metric: str = "interest_perception") -> str:
     colours = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
              'font-size="11">', f'<text x="{left}" y="16" font-size="13">{metric.replace("_", " ")} accuracy '
-             'by encoder history length (LLaMA-style encoder, soft prompt)</text>',
+             'against history length N (LLaMA-style encoder, one soft token)</text>',
              f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{y(0.25):.1f}" x2="{w - right}" y2="{y(0.25):.1f}" stroke="#999" '
@@ -255,7 +255,7 @@ def print_tables(results: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="work folder (sample, encoders, LLM, results)")
-    parser.add_argument("--quick", action="store_true", help="fewer modes, epochs and sweep points (about 5 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer modes, epochs and sweep points (about 4 min)")
     parser.add_argument("--repeats", type=int, default=20, help="latency: timed forward passes per cell")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -248,3 +248,13 @@ def test_cli_align_and_evaluate(world, tmp_path):
     with contextlib.redirect_stderr(errors):
         assert cli.main(["uqabench", "align", *common, "--llm", world["llm"], "--out", str(tmp_path / "b")]) == 2
     assert "exactly one user source" in errors.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["soft", "xattn"])
+def test_any_hugging_face_causal_model_can_be_the_llm(mode, world, tiny_models):
+    """A GPT-2 with another tokenizer (transformer.h layers, no uqa_llm.json): the default split applies."""
+    aligned = align(world["data"], tiny_models["causal"], {"source": "random"}, AdapterConfig(mode=mode),
+                    AlignConfig(epochs=1), context=96)
+    report = evaluate_aligned(aligned, world["data"])
+    assert report["accuracy"]["overall"]["total"] == len(_eval_set(world))
+    assert all(isinstance(p, str) for p in report["predictions"].values())

@@ -109,7 +109,8 @@ def read_embeddings(path: str) -> EmbeddingSource:
     """``journeys encode`` output (its folder or the embeddings/ dataset): one encoder, one version."""
     from journeys import io
 
-    folder = io.join(path, "embeddings") if Path(path, "embeddings").is_dir() else path
+    fs, local = io.url_to_fs(path)
+    folder = io.join(path, "embeddings") if fs.isdir(io.join(local, "embeddings")) else path
     table = io.read_table(folder)
     needed = {"user_id", "encoder", "version", "embedding"}
     if not needed <= set(table.column_names):
