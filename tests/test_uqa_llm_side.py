@@ -258,3 +258,23 @@ def test_any_hugging_face_causal_model_can_be_the_llm(mode, world, tiny_models):
     report = evaluate_aligned(aligned, world["data"])
     assert report["accuracy"]["overall"]["total"] == len(_eval_set(world))
     assert all(isinstance(p, str) for p in report["predictions"].values())
+
+
+def test_cli_builds_the_llm_and_runs_the_baselines(world, tmp_path):
+    common = ["--questions", world["questions"], "--items", world["items"]]
+    llm = str(tmp_path / "llm")
+    with contextlib.redirect_stdout(text_io.StringIO()):
+        assert cli.main(["uqabench", "llm", *common, "--out", llm, "--hidden", "16", "--layers", "1", "--heads", "2",
+                         "--context", "64", "--epochs", "1", "--question_seeds", "0"]) == 0
+    metadata = json.loads((tmp_path / "llm" / "uqa_llm.json").read_text())
+    assert metadata["split"] == {"eval_share": 0.3, "split_seed": 0} and metadata["config"]["context"] == 64
+    for baseline in ("none", "text"):
+        printed = text_io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert cli.main(["uqabench", "evaluate", *common, "--baseline", baseline, "--llm", llm]) == 0
+        report = json.loads(printed.getvalue())
+        assert report["run"]["context"] == 64 and report["accuracy"]["overall"]["total"] == len(_eval_set(world))
+    errors = text_io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text"]) == 2
+    assert "--baseline needs --llm" in errors.getvalue()
