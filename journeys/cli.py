@@ -26,7 +26,8 @@ Turn users' activity histories into persistent, named interest journeys.
   convert   turn public data sets (MovieLens) into the events/items format
   export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
   run       extract, name and export in one go
-  uqabench  build a UQABench-style question set; pre-train sequence encoders; score predictions
+  uqabench  build a UQABench-style question set; pre-train sequence encoders; train the frozen LLM;
+            align adapters; evaluate and score predictions
   encode    encode users as embeddings from their journeys (a Beam pipeline)
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
@@ -222,6 +223,80 @@ def _uqabench_pretrain(args) -> int:
     _, metadata = pretrain(inputs.events, inputs.items, config, args.out)
     print(json.dumps({"out": args.out, "encoder": config.kind, **metadata["data"], **metadata["metrics"],
                       "rejected_rows": len(inputs.dead)}))
+    return 0
+
+
+def _uqa_data(args):
+    import torch
+
+    from tuning.uqa_llm import load_question_data
+
+    torch.set_num_threads(args.torch_threads)
+    return load_question_data(args.questions, args.items)
+
+
+def _split(args):
+    from tuning.uqa_llm import SplitConfig
+
+    if args.eval_share is None and args.split_seed is None:
+        return None
+    defaults = SplitConfig()
+    return SplitConfig(args.eval_share if args.eval_share is not None else defaults.eval_share,
+                       args.split_seed if args.split_seed is not None else defaults.split_seed)
+
+
+def _uqabench_llm(args) -> int:
+    from tuning.uqa_llm import LlmConfig, SplitConfig, train_llm
+
+    values = {f.name: getattr(args, f.name) for f in fields(LlmConfig) if getattr(args, f.name, None) is not None}
+    config = LlmConfig(**values)
+    data = _uqa_data(args)
+    _, _, metadata = train_llm(data, config, _split(args) or SplitConfig(), args.out)
+    print(json.dumps({"out": args.out, **metadata["data"], **metadata["metrics"]}))
+    return 0
+
+
+def _uqabench_align(args) -> int:
+    from tuning.uqa_adapters import AdapterConfig
+    from tuning.uqa_align import AlignConfig, align
+
+    chosen = [name for name in ("embeddings", "encoder", "random") if getattr(args, name)]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one user source: --embeddings (journeys encode), --encoder (uqabench "
+                         "pretrain) or --random")
+    spec = {"embeddings": {"source": "embeddings", "path": args.embeddings},
+            "encoder": {"source": "sequence", "path": args.encoder}, "random": {"source": "random"}}[chosen[0]]
+    adapter = AdapterConfig(**{f.name: getattr(args, f.name) for f in fields(AdapterConfig)
+                               if getattr(args, f.name, None) is not None})
+    config = AlignConfig(**{f.name: getattr(args, f.name) for f in fields(AlignConfig)
+                            if getattr(args, f.name, None) is not None})
+    aligned = align(_uqa_data(args), args.llm, spec, adapter, config, _split(args), args.out, args.context)
+    print(json.dumps({"out": args.out, "source": aligned.source.spec, "mode": adapter.mode, "strategy": config.strategy,
+                      **aligned.metadata["data"], **aligned.metadata["metrics"]}))
+    return 0
+
+
+def _uqabench_evaluate(args) -> int:
+    from journeys import io
+    from tuning.uqa_align import evaluate_aligned, evaluate_baseline, load_aligned
+
+    if bool(args.aligned) == bool(args.baseline):
+        raise ValueError("give --aligned (a folder from `journeys uqabench align`) or --baseline none|text")
+    if args.baseline and not args.llm:
+        raise ValueError("--baseline needs --llm: the frozen LLM to ask")
+    data = _uqa_data(args)
+    if args.aligned:
+        report = evaluate_aligned(load_aligned(args.aligned, data), data)
+    else:
+        report = evaluate_baseline(args.baseline, data, args.llm, _split(args), args.context)
+    predictions = report.pop("predictions")
+    if args.predictions:
+        io.write_text("".join(json.dumps({"question_id": q, "prediction": p}) + "\n" for q, p in predictions.items()),
+                      args.predictions)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        io.write_text(text + "\n", args.out)
+    print(text)
     return 0
 
 
@@ -486,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_uqabench(commands) -> None:
     from eval.uqabench.questions import BuildConfig
 
-    uqabench = commands.add_parser("uqabench", help="UQABench-style question set and scoring")
+    uqabench = commands.add_parser("uqabench", help="UQABench-style question set, encoders, LLM alignment and scoring")
     targets = uqabench.add_subparsers(dest="target", required=True, metavar="TARGET")
     building = targets.add_parser(
         "build", help="build the question set",
@@ -528,6 +603,71 @@ def _add_uqabench(commands) -> None:
     for f in fields(SequenceEncoderConfig):
         pretraining.add_argument(f"--{f.name}", type=type(f.default), default=None,
                                  help=f"{f.metadata['help']} (default {f.default})")
+    _add_uqabench_llm_side(targets)
+
+
+def _common_uqa(parser) -> None:
+    parser.add_argument("--questions", required=True, help="the question set folder (or its questions.jsonl)")
+    parser.add_argument("--items", required=True, help="the item catalogue the question set was built from")
+    parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--eval_share", type=float, default=None,
+                        help="share of users held out for evaluation (default: the built-in LLM's split, else 0.3)")
+    parser.add_argument("--split_seed", type=int, default=None, help="seed of the user split (default 0)")
+
+
+def _add_fields(parser, config_class, skip=()) -> None:
+    for f in fields(config_class):
+        if f.name not in skip:
+            parser.add_argument(f"--{f.name}", type=type(f.default), default=None,
+                                help=f"{f.metadata['help']} (default {f.default})")
+
+
+def _add_uqabench_llm_side(targets) -> None:
+    from tuning.uqa_adapters import AdapterConfig
+    from tuning.uqa_align import AlignConfig
+    from tuning.uqa_llm import LlmConfig
+
+    building = targets.add_parser(
+        "llm", help="train the small built-in LLM on text prompts, then freeze it",
+        description="Build a word-level tokenizer over the question set's vocabulary and a Qwen2-style decoder, "
+        "train it on the training users' text-prompt questions (history written out as titles and tags, cut to "
+        "--context tokens; loss on the answer letter) and save it with save_pretrained to OUT, with uqa_llm.json "
+        "(configuration, user split, losses). Any Hugging Face causal model can replace it (--llm elsewhere).")
+    _common_uqa(building)
+    building.add_argument("--out", required=True, help="folder to write the LLM to")
+    _add_fields(building, LlmConfig)
+
+    aligning = targets.add_parser(
+        "align", help="train an adapter that brings user embeddings into the frozen LLM",
+        description="Train on the training users' questions (no history text; the user comes through the adapter; "
+        "loss on the answer) with the LLM frozen. Sources: --embeddings (journeys encode output), --encoder (a "
+        "folder from uqabench pretrain: all per-step states) or --random (a fixed random vector per user: the "
+        "sanity baseline). Modes: soft (--soft_tokens k, 1 = UQABench), perceiver (--latents M), xattn (gated "
+        "cross-attention, gates start at zero). Strategies: adapter, encoder (+ the sequence encoder), lora.")
+    _common_uqa(aligning)
+    aligning.add_argument("--llm", required=True, help="frozen LLM: a folder from `uqabench llm` or a Hugging Face id")
+    aligning.add_argument("--out", required=True, help="folder to write the adapter to")
+    aligning.add_argument("--embeddings", default=None, help="user embeddings from `journeys encode`")
+    aligning.add_argument("--encoder", default=None, help="a sequence encoder from `journeys uqabench pretrain`")
+    aligning.add_argument("--random", action="store_true", help="random embeddings (sanity baseline)")
+    aligning.add_argument("--context", type=int, default=256, help="prompt tokens at most (default 256)")
+    _add_fields(aligning, AdapterConfig)
+    _add_fields(aligning, AlignConfig)
+
+    evaluating = targets.add_parser(
+        "evaluate", help="greedy answers of the evaluation users' questions, scored as UQABench does",
+        description="Decode greedily for the questions of the evaluation users (never seen in LLM training or "
+        "alignment) and print JSON: accuracy per sub-task, per dimension and overall (a prediction is correct when "
+        "it starts with the gold letter), and the mean prompt tokens. Either --aligned A (a folder from align) or "
+        "--baseline none|text with --llm (text: the history written out, cut to --context).")
+    _common_uqa(evaluating)
+    evaluating.add_argument("--aligned", default=None, help="a folder from `journeys uqabench align`")
+    evaluating.add_argument("--baseline", default=None, choices=["none", "text"], help="a baseline without adapter")
+    evaluating.add_argument("--llm", default=None, help="baselines: the frozen LLM")
+    evaluating.add_argument("--context", type=int, default=None,
+                            help="text baseline: prompt tokens (default: the built-in LLM's, else 256)")
+    evaluating.add_argument("--out", default=None, help="also write the JSON here")
+    evaluating.add_argument("--predictions", default=None, help="write the predictions (JSONL) here")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,7 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "encode":
             return _encode(args, extra)
         if args.command == "uqabench":
-            targets = {"build": _uqabench_build, "score": _uqabench_score, "pretrain": _uqabench_pretrain}
+            targets = {"build": _uqabench_build, "score": _uqabench_score, "pretrain": _uqabench_pretrain,
+                       "llm": _uqabench_llm, "align": _uqabench_align, "evaluate": _uqabench_evaluate}
             return targets[args.target](args)
         if args.command == "report":
             return _report(args)
