@@ -38,7 +38,7 @@ def _sample(args) -> int:
     from journeys import io
     from journeys.sample.generator import SampleConfig, generate
 
-    values = {f.name: getattr(args, f.name) for f in fields(SampleConfig) if getattr(args, f.name, None) is not None}
+    values = _settings(args, SampleConfig)
     data = generate(SampleConfig(**values))
     for name in ("events", "items", "truth"):
         io.write_table(getattr(data, name), io.join(args.out, f"{name}.parquet"))
@@ -88,7 +88,7 @@ def _tune(args) -> int:
     from tuning.pairs import read_pairs
     from tuning.train import TuneConfig, train
 
-    values = {f.name: getattr(args, f.name) for f in fields(TuneConfig) if getattr(args, f.name, None) is not None}
+    values = _settings(args, TuneConfig)
     if args.target == "prompt":
         values["method"] = "prompt"
     metadata = train(read_pairs(args.train), TuneConfig(**values), args.out).metadata
@@ -202,7 +202,7 @@ def _encode(args, beam_args: list[str]) -> int:
 def _uqabench_build(args) -> int:
     from eval.uqabench.questions import BuildConfig, build
 
-    values = {f.name: getattr(args, f.name) for f in fields(BuildConfig) if getattr(args, f.name, None) is not None}
+    values = _settings(args, BuildConfig)
     manifest = build(args.events, args.items, args.out, BuildConfig(**values), args.journeys)
     print(json.dumps({"out": args.out, "questions": manifest["questions"], "subtasks": manifest["subtasks"],
                       "users": manifest["users"], "rejected_rows": sum(manifest["rows"]["rejected"].values())}))
@@ -215,8 +215,7 @@ def _uqabench_pretrain(args) -> int:
     from eval.uqabench.questions import read_inputs
     from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 
-    values = {f.name: getattr(args, f.name) for f in fields(SequenceEncoderConfig)
-              if getattr(args, f.name, None) is not None}
+    values = _settings(args, SequenceEncoderConfig)
     config = SequenceEncoderConfig(**values)  # a bad setting fails before the data is read
     torch.set_num_threads(args.torch_threads)
     inputs = read_inputs(args.events, args.items)
@@ -248,7 +247,7 @@ def _split(args):
 def _uqabench_llm(args) -> int:
     from tuning.uqa_llm import LlmConfig, SplitConfig, train_llm
 
-    values = {f.name: getattr(args, f.name) for f in fields(LlmConfig) if getattr(args, f.name, None) is not None}
+    values = _settings(args, LlmConfig)
     config = LlmConfig(**values)
     data = _uqa_data(args)
     _, _, metadata = train_llm(data, config, _split(args) or SplitConfig(), args.out)
@@ -266,10 +265,8 @@ def _uqabench_align(args) -> int:
                          "pretrain) or --random")
     spec = {"embeddings": {"source": "embeddings", "path": args.embeddings},
             "encoder": {"source": "sequence", "path": args.encoder}, "random": {"source": "random"}}[chosen[0]]
-    adapter = AdapterConfig(**{f.name: getattr(args, f.name) for f in fields(AdapterConfig)
-                               if getattr(args, f.name, None) is not None})
-    config = AlignConfig(**{f.name: getattr(args, f.name) for f in fields(AlignConfig)
-                            if getattr(args, f.name, None) is not None})
+    adapter = AdapterConfig(**_settings(args, AdapterConfig))
+    config = AlignConfig(**_settings(args, AlignConfig))
     aligned = align(_uqa_data(args), args.llm, spec, adapter, config, _split(args), args.out, args.context)
     print(json.dumps({"out": args.out, "source": aligned.source.spec, "mode": adapter.mode, "strategy": config.strategy,
                       **aligned.metadata["data"], **aligned.metadata["metrics"]}))
@@ -576,9 +573,7 @@ def _add_uqabench(commands) -> None:
     building.add_argument("--items", required=True, help="items file, folder or glob")
     building.add_argument("--out", required=True, help="output folder")
     building.add_argument("--journeys", default=None, help="a journeys/ folder to check against the cut")
-    for f in fields(BuildConfig):
-        building.add_argument(f"--{f.name}", type=type(f.default), default=None,
-                              help=f"{f.metadata['help']} (default {f.default})")
+    _add_fields(building, BuildConfig)
     scoring = targets.add_parser(
         "score", help="score predictions with UQABench's rule",
         description="Print JSON accuracy per sub-task, per dimension and overall. --predictions is JSONL, one "
@@ -600,9 +595,7 @@ def _add_uqabench(commands) -> None:
     pretraining.add_argument("--items", required=True, help="items file, folder or glob")
     pretraining.add_argument("--out", required=True, help="folder to write the encoder to")
     pretraining.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
-    for f in fields(SequenceEncoderConfig):
-        pretraining.add_argument(f"--{f.name}", type=type(f.default), default=None,
-                                 help=f"{f.metadata['help']} (default {f.default})")
+    _add_fields(pretraining, SequenceEncoderConfig)
     _add_uqabench_llm_side(targets)
 
 
@@ -613,6 +606,11 @@ def _common_uqa(parser) -> None:
     parser.add_argument("--eval_share", type=float, default=None,
                         help="share of users held out for evaluation (default: the built-in LLM's split, else 0.3)")
     parser.add_argument("--split_seed", type=int, default=None, help="seed of the user split (default 0)")
+
+
+def _settings(args, config_class) -> dict:
+    """The options given for a config dataclass's fields; the rest keep the dataclass defaults."""
+    return {f.name: getattr(args, f.name) for f in fields(config_class) if getattr(args, f.name, None) is not None}
 
 
 def _add_fields(parser, config_class, skip=()) -> None:
