@@ -190,9 +190,10 @@ def _export(args, beam_args: list[str]) -> int:
 def _encode(args, beam_args: list[str]) -> int:
     from pipelines import encode
 
-    argv = ["--journeys", args.journeys, "--out", args.out, "--user_encoder", args.encoder, *beam_args]
-    if args.users:
-        argv += ["--users", args.users]
+    argv = ["--out", args.out, "--user_encoder", args.encoder, *beam_args]
+    for option in ("journeys", "events", "sequence_model", "users"):
+        if getattr(args, option):
+            argv += [f"--{option}", getattr(args, option)]
     summary = encode.run(argv)
     print(json.dumps({"out": args.out, "encoder": summary["encoder"], "users": summary["users"],
                       "wall_seconds": summary["wall_seconds"]}))
@@ -539,15 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     encoding = commands.add_parser(
         "encode", help="encode users as embeddings (a Beam pipeline)",
-        description="Read DIR (the journeys/ folder written by extract) and write OUT/embeddings/ (Parquet: "
-        "user_id, encoder, version, embedding as float32 list), OUT/dead_letter/ (users or rows that could not be "
-        "encoded, with the reason) and OUT/summary.json (users read = encoded + failed; with and without "
-        "journeys). The journey encoder pools the journeys' centroids weighted by size, persistence and "
-        "recency, plus scalar features; users with no journeys (from --users) get its empty-history "
-        "embedding. Other options go to Beam, e.g. --half_life_days 30, --centroid_dim 384, --encode_shards 4.")
-    encoding.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
+        description="Read the journeys/ folder written by extract (the journey encoder) or events (a sequence "
+        "encoder: sasrec, gru4rec, llama, pre-trained by `journeys uqabench pretrain`) and write OUT/embeddings/ "
+        "(Parquet: user_id, encoder, version, embedding as float32 list), OUT/dead_letter/ (users or rows that "
+        "could not be encoded, with the reason) and OUT/summary.json (users read = encoded + failed; with and "
+        "without records). The journey encoder pools the journeys' centroids weighted by size, persistence and "
+        "recency, plus scalar features; a sequence encoder gives its state after the user's last event. Users "
+        "with no records (from --users) get the encoder's empty-history embedding. Other options go to Beam, "
+        "e.g. --half_life_days 30, --centroid_dim 384, --encode_shards 4.")
+    encoding.add_argument("--journeys", default=None, help="journey encoder: the journeys/ folder written by extract")
+    encoding.add_argument("--events", default=None,
+                          help="sequence encoders: the events (for a question set, its history.parquet)")
+    encoding.add_argument("--sequence_model", default=None,
+                          help="sequence encoders: the folder written by `journeys uqabench pretrain`")
     encoding.add_argument("--out", required=True, help="output folder")
-    encoding.add_argument("--encoder", default="journey", help="user encoder (default journey)")
+    encoding.add_argument("--encoder", default="journey",
+                          help="user encoder: journey (default), sasrec, gru4rec or llama")
     encoding.add_argument("--users", default=None,
                           help="a table with user_id (events, questions.jsonl): also encode these users")
 

@@ -44,7 +44,6 @@ class ExtractOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("journey extraction")
-        group.add_argument("--events", help="events: Parquet, CSV or JSONL file, folder or glob (local or gs://)")
         group.add_argument("--items", help="item catalogue, same formats")
         group.add_argument("--strategy", default="icpc", choices=strategies(), help="clustering strategy")
         group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.55)")
@@ -319,7 +318,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
     events = (
-        pipeline | "ReadEvents" >> ReadRows(opts.events)
+        pipeline | "ReadEvents" >> ReadRows(common.events)
         | "ValidateEvents" >> beam.ParDo(_Validate("events", validate_event)).with_outputs("dead", main="ok")
     )
     items = (
@@ -418,7 +417,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
     config = {
-        "events": opts.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
+        "events": common.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
         "persistence": {"min_items": persistence.min_items, "min_span_days": persistence.min_span_days,
                         "min_active_days": persistence.min_active_days},
         "embedding_model": model,
@@ -438,10 +437,10 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     """Run the extraction and return the summary (also written to ``OUT/summary.json``)."""
     options = PipelineOptions(argv)
     opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
-    for name, value in (("events", opts.events), ("items", opts.items), ("out", common.out)):
+    for name, value in (("events", common.events), ("items", opts.items), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required")
-    check_inputs(opts.events, opts.items)
+    check_inputs(common.events, opts.items)
     return run_and_summarise(options, build, save_main_session)
 
 

@@ -18,8 +18,9 @@ class CommonOptions(PipelineOptions):
         group = parser.add_argument_group("journeys")
         group.add_argument("--out", help="output folder (local or gs://)")
         group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
-        # Read by more than one pipeline (name, encode), so declared once here.
+        # Read by more than one pipeline (name, encode; extract, encode), so declared once here.
         group.add_argument("--journeys", help="the journeys/ dataset written by extract")
+        group.add_argument("--events", help="events: Parquet, CSV or JSONL file, folder or glob (local or gs://)")
 
 
 def run_and_summarise(options: PipelineOptions, build: Callable, save_main_session: bool,

@@ -75,7 +75,7 @@ def test_journeys_that_cannot_be_encoded_are_named_with_the_reason():
 
 def test_encoders_are_chosen_by_name():
     assert isinstance(create_user_encoder("journey", centroid_dim=8, half_life_days=None), JourneyEncoder)
-    with pytest.raises(ValueError, match="not available yet"):
+    with pytest.raises(ValueError, match="needs --sequence_model"):
         create_user_encoder("sasrec")
     with pytest.raises(ValueError, match="unknown encoder 'nope'"):
         create_user_encoder("nope")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 
 from journeys import cli, io, schema
 from journeys.inputs import InputError
@@ -71,15 +72,81 @@ def test_users_that_cannot_be_encoded_go_to_the_dead_letters_with_the_reason(jou
     assert encoded == (users_with_journeys - {broken_user}) | {"nobody-with-journeys"}
 
 
-@pytest.mark.parametrize("case", ["missing", "wrong_dataset", "unknown_encoder", "planned_encoder"])
+@pytest.mark.parametrize("case", ["missing", "wrong_dataset", "unknown_encoder", "sequence_without_model"])
 def test_bad_input_is_one_clear_line_and_nothing_is_written(case, small_sample, journeys_dir, tmp_path, capsys):
     journeys = {"missing": str(tmp_path / "nope"), "wrong_dataset": small_sample["events"]}.get(case, journeys_dir)
-    encoder = {"unknown_encoder": "nope", "planned_encoder": "gru4rec"}.get(case, "journey")
+    encoder = {"unknown_encoder": "nope", "sequence_without_model": "gru4rec"}.get(case, "journey")
     code = cli.main(["encode", "--journeys", journeys, "--out", str(tmp_path / "out"), "--encoder", encoder])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("journeys encode: error:") and "\n" not in err
     assert {"missing": "does not exist", "wrong_dataset": "holds 'events' records, expected 'journeys'",
-            "unknown_encoder": "unknown encoder 'nope'", "planned_encoder": "not available yet"}[case] in err
+            "unknown_encoder": "unknown encoder 'nope'", "sequence_without_model": "needs --sequence_model"}[case] in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError):
         encode.run(["--journeys", journeys_dir, "--out", str(tmp_path / "o"), "--users", str(tmp_path / "none")])
+
+
+# ---- sequence encoders: events in, the state after each user's last event out -----------------------
+
+@pytest.fixture(scope="module")
+def sasrec(small_sample, tmp_path_factory) -> str:
+    from eval.uqabench.questions import read_inputs
+    from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
+
+    folder = str(tmp_path_factory.mktemp("sasrec"))
+    inputs = read_inputs(small_sample["events"], small_sample["items"])
+    pretrain(inputs.events, inputs.items, SequenceEncoderConfig(dim=16, heads=2, layers=1, max_len=8, epochs=1,
+                                                               dropout=0.0), out=folder)
+    return folder
+
+
+def test_a_sequence_encoder_embeds_each_users_last_events_and_dead_letters_what_it_cannot_read(
+        sasrec, small_sample, tmp_path):
+    from tuning.sequence_encoders import load_encoder
+    from tuning.sequence_user_encoder import SequenceUserEncoder
+
+    rows = io.read_table(small_sample["events"]).to_pylist()
+    users = sorted({r["user_id"] for r in rows})
+    bad = [{**rows[0], "item_id": "never-seen"}, {**rows[1], "timestamp": "not a time"}]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({**r, "timestamp": str(r["timestamp"])}) + "\n" for r in rows + bad))
+    listed = tmp_path / "users.jsonl"
+    listed.write_text('{"user_id": "no-events-yet"}\n')
+    argv = ["--events", str(events), "--user_encoder", "sasrec", "--sequence_model", sasrec, "--users", str(listed)]
+    summary = _encode(tmp_path / "a", *argv)
+
+    encoder = SequenceUserEncoder("sasrec", sasrec)
+    assert summary["encoder"] == {"name": "sasrec", "version": encoder.version, "width": 16}
+    assert summary["users"] == {"read": len(users) + 1, "encoded": len(users) + 1, "failed": 0, "balanced": True,
+                                "with_events": len(users), "without_events": 1}
+    assert summary["events_read"] == len(rows) and summary["rows_rejected"] == 2
+    dead = io.read_table(str(tmp_path / "a" / "dead_letter")).to_pylist()
+    assert sorted(d["reason"] for d in dead) == ["bad_timestamp", "unknown_item"]
+    embedded = {r["user_id"]: r["embedding"] for r in io.read_table(str(tmp_path / "a" / "embeddings")).to_pylist()}
+    assert embedded["no-events-yet"] == [0.0] * 16
+    # the embedding is the encoder's state after the user's last max_len events, in time order
+    model, _ = load_encoder(sasrec)
+    index = {item_id: i + 1 for i, item_id in enumerate(model.vocabulary.item_ids)}
+    user = users[0]
+    mine = sorted((r for r in rows if r["user_id"] == user), key=lambda r: (r["timestamp"], r["item_id"]))
+    steps = [index[r["item_id"]] for r in mine][-8:]
+    with torch.no_grad():
+        expected = model.user_embedding(torch.tensor([steps]), torch.tensor([len(steps)]))[0]
+    assert embedded[user] == pa.array(expected.tolist(), type=pa.float32()).to_pylist()
+    assert len({tuple(v) for v in embedded.values()}) == len(embedded)  # users differ
+
+    _encode(tmp_path / "b", *argv)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_a_sequence_encoder_refuses_the_wrong_model_or_options(sasrec, small_sample, tmp_path):
+    base = ["--events", small_sample["events"], "--sequence_model", sasrec]
+    with pytest.raises(ValueError, match="holds a sasrec encoder, not llama"):
+        _encode(tmp_path / "a", *base, "--user_encoder", "llama")
+    with pytest.raises(ValueError, match="half_life_days do not apply"):
+        _encode(tmp_path / "b", *base, "--user_encoder", "sasrec", "--half_life_days", "3")
+    with pytest.raises(ValueError, match="sequence_model do not apply to the journey encoder"):
+        _encode(tmp_path / "c", *base)
+    with pytest.raises(ValueError, match="--events is required"):
+        _encode(tmp_path / "d", "--user_encoder", "sasrec", "--sequence_model", sasrec)
+    assert not any((tmp_path / name).exists() for name in "abcd")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -64,7 +64,11 @@ class JourneyEncoder:
         self.config = config or JourneyEncoderConfig()
 
     @classmethod
-    def from_options(cls, **options) -> JourneyEncoder:
+    def from_options(cls, name: str = "journey", torch_threads: int | None = None, **options) -> JourneyEncoder:
+        own = {f.name for f in fields(JourneyEncoderConfig)}
+        foreign = sorted(k for k, v in options.items() if v is not None and k not in own)
+        if foreign:
+            raise ValueError(f"option(s) {', '.join(foreign)} do not apply to the journey encoder")
         return cls(JourneyEncoderConfig(**{k: v for k, v in options.items() if v is not None}))
 
     def config_dict(self) -> dict:

@@ -1,7 +1,7 @@
 """User encoders: one interface, a registry by name, so ``pipelines/encode.py`` runs any of them.
 
-An encoder declares which records it reads per user (``input``: ``"journeys"`` today; sequence
-encoders will read ``"events"``), checks them (``problems``: each a reason code and a detail, so
+An encoder declares which records it reads per user (``input``: ``"journeys"``, or ``"events"``
+for the sequence encoders), checks them (``problems``: each a reason code and a detail, so
 the pipeline can dead-letter the user instead of writing a misleading embedding), and turns them
 into one vector of a fixed ``width``. A user with no records gets ``encode([])``: a defined
 embedding, never a dropped user. ``version`` changes whenever the output would, so embeddings
@@ -21,7 +21,7 @@ import numpy as np
 
 class UserEncoder(Protocol):
     name: str
-    input: str  # the per-user records it reads: "journeys" (or, for sequence encoders, "events")
+    input: str  # the per-user records it reads: "journeys" or "events"
 
     @property
     def version(self) -> str: ...
@@ -39,17 +39,17 @@ class UserEncoder(Protocol):
 # name -> "module:Class"; resolved lazily so that listing encoders imports nothing heavy.
 USER_ENCODERS = {
     "journey": "tuning.journey_encoder:JourneyEncoder",
+    # pre-trained by `journeys uqabench pretrain`; one class loads any of the three backbones
+    "sasrec": "tuning.sequence_user_encoder:SequenceUserEncoder",
+    "gru4rec": "tuning.sequence_user_encoder:SequenceUserEncoder",
+    "llama": "tuning.sequence_user_encoder:SequenceUserEncoder",
 }
-# Sequence encoders (tuning/sequence_encoders.py) that this registry cannot run yet: they read events,
-# which the encode pipeline does not; asking for one says so instead of "unknown encoder".
-PLANNED = ("sasrec", "gru4rec", "llama")
 
 
 def create_user_encoder(name: str, **options) -> UserEncoder:
+    """The encoder called ``name``. Options that are None are unset; an option that is set but does
+    not apply to this encoder is refused (it would otherwise be silently ignored)."""
     if name not in USER_ENCODERS:
-        if name in PLANNED:
-            raise ValueError(f"the {name} sequence encoder is not available yet in `journeys encode` (pre-train one "
-                             f"with `journeys uqabench pretrain`); encoders: {', '.join(USER_ENCODERS)}")
         raise ValueError(f"unknown encoder '{name}': choose one of {', '.join(USER_ENCODERS)}")
     module, cls = USER_ENCODERS[name].split(":")
-    return getattr(importlib.import_module(module), cls).from_options(**options)
+    return getattr(importlib.import_module(module), cls).from_options(name, **options)
