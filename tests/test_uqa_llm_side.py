@@ -3,6 +3,7 @@
 import contextlib
 import io as text_io
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -278,3 +279,39 @@ def test_cli_builds_the_llm_and_runs_the_baselines(world, tmp_path):
     with contextlib.redirect_stderr(errors):
         assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text"]) == 2
     assert "--baseline needs --llm" in errors.getvalue()
+
+
+def test_sequence_encoder_embeddings_from_journeys_encode_align_like_any_table(world, tmp_path):
+    """`journeys encode --encoder gru4rec` over the question set's history: one vector per user, the
+    state after their last history event, which alignment reads like the journey encoder's table."""
+    from pipelines import encode
+    from tuning.sequence_encoders import load_encoder
+
+    history = str(Path(world["questions"]) / "history.parquet")
+    summary = encode.run(["--events", history, "--user_encoder", "gru4rec", "--sequence_model", world["encoder"],
+                          "--users", str(Path(world["questions"]) / "questions.jsonl"), "--out",
+                          str(tmp_path / "emb")], save_main_session=False)
+    users = sorted(world["data"].histories)
+    assert summary["users"]["encoded"] == len(users) and summary["users"]["without_events"] == 0
+    source = read_embeddings(str(tmp_path / "emb"))
+    encoder, _ = load_encoder(world["encoder"])
+    index = {item_id: i + 1 for i, item_id in enumerate(encoder.vocabulary.item_ids)}
+    steps = [index[i] for i in world["data"].histories[users[0]]][-encoder.config.max_len:]
+    with torch.no_grad():
+        last = encoder.user_embedding(torch.tensor([steps]), torch.tensor([len(steps)]))[0]
+    assert np.allclose(source.vectors[users[0]], last.numpy(), atol=1e-6)
+    aligned = align(world["data"], world["llm"], {"source": "embeddings", "path": str(tmp_path / "emb")},
+                    AdapterConfig(), AlignConfig(epochs=1), context=96)
+    assert aligned.metadata["width"] == 16 and aligned.metadata["source"]["version"].startswith("gru4rec ")
+
+
+def test_init_std_sets_the_scale_of_the_built_in_llms_initial_weights():
+    from tuning.uqa_llm import build_decoder
+
+    def weight_std(std):
+        config = LlmConfig(hidden=32, layers=1, heads=2, init_std=std)
+        return float(build_decoder(200, config).get_input_embeddings().weight.detach().std())
+
+    assert weight_std(0.02) == pytest.approx(0.02, rel=0.1) and weight_std(0.1) == pytest.approx(0.1, rel=0.1)
+    with pytest.raises(ValueError, match="init_std must be positive"):
+        LlmConfig(init_std=0)

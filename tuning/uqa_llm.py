@@ -67,6 +67,9 @@ class LlmConfig:
     hidden: int = field(default=128, metadata={"help": "built-in LLM: hidden width"})
     layers: int = field(default=2, metadata={"help": "built-in LLM: decoder layers"})
     heads: int = field(default=4, metadata={"help": "built-in LLM: attention heads"})
+    init_std: float = field(default=0.02, metadata={
+        "help": "built-in LLM: standard deviation of the initial weights (Qwen2's 0.02; benchmarks/"
+                "llm_reading_probe.py measures how it changes the steps to learn reading a context)"})
     context: int = field(default=192, metadata={"help": "prompt tokens (the text history is cut to fit)"})
     no_history_share: float = field(default=0.25, metadata={
         "help": "share of training prompts shown without history (so the model also answers from priors)"})
@@ -79,6 +82,8 @@ class LlmConfig:
     seed: int = field(default=0, metadata={"help": "random seed; same seed and data, same weights"})
 
     def __post_init__(self):
+        if not self.init_std > 0:
+            raise ValueError("init_std must be positive")
         if self.hidden < 8 or self.layers < 1 or self.heads < 1 or self.hidden % self.heads:
             raise ValueError("need hidden >= 8, layers >= 1, heads >= 1 and hidden divisible by heads")
         if (self.hidden // self.heads) % 2:
@@ -178,14 +183,20 @@ def build_tokenizer(items: dict[str, Item], questions: list[dict]):
 
 
 def build_model(tokenizer, config: LlmConfig):
+    return build_decoder(len(tokenizer), config, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id,
+                         pad=tokenizer.pad_token_id)
+
+
+def build_decoder(vocab_size: int, config: LlmConfig, bos: int | None = None, eos: int | None = None,
+                  pad: int | None = None):
+    """A randomly initialised Qwen2-style decoder of the configured shape (seeded)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(config.seed)
-    qwen = Qwen2Config(vocab_size=len(tokenizer), hidden_size=config.hidden, intermediate_size=2 * config.hidden,
+    qwen = Qwen2Config(vocab_size=vocab_size, hidden_size=config.hidden, intermediate_size=2 * config.hidden,
                        num_hidden_layers=config.layers, num_attention_heads=config.heads,
                        num_key_value_heads=config.heads, max_position_embeddings=8192, tie_word_embeddings=True,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
+                       initializer_range=config.init_std, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     return Qwen2ForCausalLM(qwen)
 
 
