@@ -107,7 +107,8 @@ def main() -> None:
         {"task": task, "vocab": int(vocab), "init_std": float(std), "history": args.history, "steps": args.steps,
          "eval_every": args.eval_every, "learning_rate": args.learning_rate, "hidden": args.hidden,
          "layers": args.layers, "heads": args.heads, "seed": args.seed}
-        for task, vocab, std in itertools.product(args.tasks.split(","), args.vocab.split(","), args.init_std.split(","))
+        for task, vocab, std in itertools.product(args.tasks.split(","), args.vocab.split(","),
+                                                  args.init_std.split(","))
     ]
     print(f"decoder: width {args.hidden}, {args.layers} layers, {args.heads} heads; batch 32, learning rate "
           f"{args.learning_rate}; history {args.history} symbols; learned = held-out accuracy >= {LEARNED}\n")

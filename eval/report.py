@@ -78,7 +78,8 @@ def comparison_rows(evaluation: dict) -> list[list[str]]:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(row) + " |" for row in rows)]
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
 
 
 def table_html(header: list[str], rows: list[list[str]], css_class: str = "") -> str:

@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
-from journeys.inputs import InputError, check_columns, check_dataset
+from journeys.inputs import check_columns, check_dataset
 from journeys.validation import DeadLetter, validate_event
 from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards
@@ -51,7 +51,8 @@ class EncodeOptions(PipelineOptions):
         group.add_argument("--expect_embedding_model", default=None,
                            help="journey encoder: refuse journeys embedded with another sentence encoder")
         group.add_argument("--sequence_model", default=None,
-                           help="sequence encoders (sasrec, gru4rec, llama): a folder from `journeys uqabench pretrain`")
+                           help="sequence encoders (sasrec, gru4rec, llama): a folder from "
+                           "`journeys uqabench pretrain`")
         group.add_argument("--encode_shards", type=int, default=1, help="Parquet files of embeddings")
 
 

@@ -79,8 +79,9 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(case, small_sample, 
     code = cli.main(["encode", "--journeys", journeys, "--out", str(tmp_path / "out"), "--encoder", encoder])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("journeys encode: error:") and "\n" not in err
-    assert {"missing": "does not exist", "wrong_dataset": "holds 'events' records, expected 'journeys'",
-            "unknown_encoder": "unknown encoder 'nope'", "sequence_without_model": "needs --sequence_model"}[case] in err
+    expected = {"missing": "does not exist", "wrong_dataset": "holds 'events' records, expected 'journeys'",
+                "unknown_encoder": "unknown encoder 'nope'", "sequence_without_model": "needs --sequence_model"}
+    assert expected[case] in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError):
         encode.run(["--journeys", journeys_dir, "--out", str(tmp_path / "o"), "--users", str(tmp_path / "none")])
