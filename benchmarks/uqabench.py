@@ -25,6 +25,7 @@ Run from the repository root (about 14 minutes on 2 CPU cores; ``--quick`` about
 
     python benchmarks/uqabench.py --out uqa-bench
     python benchmarks/uqabench.py --quick --out uqa-bench
+    python benchmarks/uqabench.py --llm path/to/causal-lm --torch_threads 8 --out uqa-bench   # a pretrained LLM
 
 It writes ``OUT/results.json`` (every figure), ``OUT/scaling.svg`` and prints the tables.
 """
@@ -147,10 +148,16 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
     own = data.histories[question["user_id"]]
     index = {item_id: i + 1 for i, item_id in enumerate(encoder.vocabulary.item_ids)}
     width, hidden, layers = encoder.config.dim, llm_width(llm), llm_layers(llm)
+    positions_limit = getattr(llm.config, "max_position_embeddings", None) or getattr(llm.config, "n_positions", 10**9)
     results = {}
     for length in lengths:
         history = (own * (length // len(own) + 1))[-length:]
         text_ids, text_mask = left_pad([builder.prompt(question, history)], tokenizer.pad_token_id)
+        if text_ids.shape[1] > positions_limit:  # e.g. GPT-2's 1,024: the text prompt cannot be run at all
+            results[length] = {"skipped": f"the text prompt ({text_ids.shape[1]} tokens) is longer than the "
+                                          f"model's {positions_limit} positions"}
+            log(f"efficiency at {length} events: {results[length]['skipped']}")
+            continue
         short_ids, short_mask = left_pad([builder.prompt(question, None)], tokenizer.pad_token_id)
         steps = torch.tensor([[index[i] for i in history]])
         plain = UserLLM(llm)
@@ -241,6 +248,9 @@ def print_tables(results: dict) -> None:
     print("\nEfficiency: text prompt with the whole history against the user-embedding modes (batch of one)")
     print(f"{'history':>8} {'mode':>11} {'tokens':>7} {'median ms':>10} {'token ratio':>12} {'latency ratio':>14}")
     for length, cell in results["efficiency"].items():
+        if "skipped" in cell:
+            print(f"{length:>8} skipped: {cell['skipped']}")
+            continue
         for mode, figures in cell.items():
             print(f"{length:>8} {mode:>11} {figures['prompt_tokens']:>7} {figures['latency_ms']:>10.2f} "
                   f"{figures.get('token_ratio', 1.0):>12.2f} {figures.get('latency_ratio', 1.0):>14.2f}")
@@ -257,8 +267,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="work folder (sample, encoders, LLM, results)")
     parser.add_argument("--quick", action="store_true", help="fewer modes, epochs and sweep points (about 4 min)")
     parser.add_argument("--repeats", type=int, default=20, help="latency: timed forward passes per cell")
+    parser.add_argument("--llm", default=None,
+                        help="a Hugging Face causal LM folder (or an id in the local cache) to use as the frozen LLM "
+                        "instead of training the built-in one")
+    parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.torch_threads)
     out = Path(args.out)
     started = time.perf_counter()
     paths = prepare(out)
@@ -269,20 +283,24 @@ def main(argv=None) -> int:
     for kind in (("llama",) if args.quick else SEQUENCE_KINDS):
         folder, ranking[kind] = pretrain_sequence(paths, out, SequenceEncoderConfig(kind=kind), kind)
         encoders[kind] = {"source": "sequence", "path": folder}
-    log("training the frozen LLM on text prompts")
-    llm_config = LlmConfig(question_seeds=1, epochs=2) if args.quick else LlmConfig()
-    _, _, llm_meta = train_llm(data, llm_config, SplitConfig(), paths["llm"])
-    log(f"LLM trained: {llm_meta['metrics']}")
+    if args.llm:
+        llm, llm_meta = args.llm, {"llm": args.llm}
+    else:
+        log("training the frozen LLM on text prompts")
+        llm_config = LlmConfig(question_seeds=1, epochs=2) if args.quick else LlmConfig()
+        _, _, llm_meta = train_llm(data, llm_config, SplitConfig(), paths["llm"])
+        llm = paths["llm"]
+        log(f"LLM trained: {llm_meta['metrics']}")
     align_config = AlignConfig(epochs=3) if args.quick else AlignConfig()
     modes = {k: MODES[k] for k in (("soft1", "xattn") if args.quick else MODES)}
     results = {"settings": {"quick": args.quick, "llm": llm_meta, "align": align_config.__dict__,
                             "sequence_encoders": ranking}}
     strategies = () if args.quick else (("encoder", "encoder + adapter"), ("lora", "LoRA + adapter"))
-    results["accuracy"] = accuracy_table(data, encoders, paths["llm"], align_config, modes, strategies)
-    results["efficiency"] = efficiency(data, paths["llm"], encoders["llama"]["path"], (50, 100, 200), args.repeats)
+    results["accuracy"] = accuracy_table(data, encoders, llm, align_config, modes, strategies)
+    results["efficiency"] = efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), args.repeats)
     widths, depths, lengths = ((32, 64), (1,), (10, 50)) if args.quick else ((32, 64), (1, 2), (10, 25, 50))
     sweep_align = replace(align_config, epochs=max(3, align_config.epochs // 2))
-    results["scaling"] = scaling(data, paths, out, paths["llm"], widths, depths, lengths, sweep_align,
+    results["scaling"] = scaling(data, paths, out, llm, widths, depths, lengths, sweep_align,
                                  5 if args.quick else 10)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
