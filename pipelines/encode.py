@@ -57,11 +57,11 @@ class EncodeOptions(PipelineOptions):
 
 
 def encoder_options(opts: EncodeOptions, common: CommonOptions) -> dict:
-    options = {"centroid_dim": opts.centroid_dim, "half_life_days": opts.half_life_days,
-               "embedding_model": opts.expect_embedding_model, "sequence_model": opts.sequence_model}
-    if opts.sequence_model:  # only torch encoders take threads; the journey encoder refuses what it ignores
-        options["torch_threads"] = common.torch_threads
-    return options
+    """Every encoder setting given (None = not given: each encoder refuses a given one it does not
+    use) and the worker's torch threads (a runtime setting; encoders without torch ignore it)."""
+    return {"centroid_dim": opts.centroid_dim, "half_life_days": opts.half_life_days,
+            "embedding_model": opts.expect_embedding_model, "sequence_model": opts.sequence_model,
+            "torch_threads": common.torch_threads}
 
 
 def _user_id(value) -> str | None:

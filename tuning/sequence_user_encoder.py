@@ -29,7 +29,7 @@ class SequenceUserEncoder:
 
         from tuning.sequence_encoders import CONFIG_FILE, WEIGHTS_FILE, load_encoder
 
-        self.model, metadata = load_encoder(model_path)
+        self.model, _ = load_encoder(model_path)
         if self.model.config.kind != kind:
             raise ValueError(f"'{model_path}' holds a {self.model.config.kind} encoder, not {kind}: "
                              f"pass --encoder {self.model.config.kind}")
@@ -40,7 +40,6 @@ class SequenceUserEncoder:
         for file in (CONFIG_FILE, WEIGHTS_FILE):
             digest.update((Path(model_path) / file).read_bytes())
         self._version = f"{VERSION}-{digest.hexdigest()[:8]}"
-        self.metadata = metadata
 
     @classmethod
     def from_options(cls, name: str, sequence_model: str | None = None, torch_threads: int | None = None,

@@ -3,9 +3,10 @@
 An encoder declares which records it reads per user (``input``: ``"journeys"``, or ``"events"``
 for the sequence encoders), checks them (``problems``: each a reason code and a detail, so
 the pipeline can dead-letter the user instead of writing a misleading embedding), and turns them
-into one vector of a fixed ``width``. A user with no records gets ``encode([])``: a defined
-embedding, never a dropped user. ``version`` changes whenever the output would, so embeddings
-from different settings are never mixed up downstream.
+into one vector of a fixed ``width``. An encoder that reads events also says which items it
+``knows``: the pipeline dead-letters events it could not embed. A user with no records gets
+``encode([])``: a defined embedding, never a dropped user. ``version`` changes whenever the output
+would, so embeddings from different settings are never mixed up downstream.
 
 Adding an encoder: a module with a config dataclass and a class with this interface, and one line in
 ``USER_ENCODERS``. Heavy back-ends are imported only when their encoder is created.
