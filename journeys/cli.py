@@ -29,7 +29,7 @@ Turn users' activity histories into persistent, named interest journeys.
   run       extract, name and export in one go
   uqabench  build a UQABench-style question set; pre-train sequence encoders; train the frozen LLM;
             align adapters; evaluate and score predictions
-  encode    encode users as embeddings from their journeys (a Beam pipeline)
+  encode    encode users as embeddings from their journeys or events (a Beam pipeline)
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
 Run `journeys COMMAND --help` for what each command reads and writes."""
