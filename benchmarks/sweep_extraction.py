@@ -10,6 +10,8 @@ recall and precision, planted transient interests reported as journeys, and jour
 Run from the repository root:
 
     python benchmarks/sweep_extraction.py                 # the default sample: 200 users, seed 0
+    python benchmarks/sweep_extraction.py --domain film_tv   # one domain: sub-interests of films and TV
+    python benchmarks/sweep_extraction.py --timestamps bursty  # histories logged in 1-3 sessions
     python benchmarks/sweep_extraction.py --users 20      # a quick look
 
 Edit ``SWEEP`` to try other settings.
@@ -38,25 +40,30 @@ class Setting(NamedTuple):
     label: str
     strategy: str  # "icpc" or "hdbscan"
     params: dict  # extractor parameters; anything left out keeps its default
-    persistence: tuple[int, float, int] | None = None  # (min_items, min_span_days, min_active_days); None: defaults
+    persistence: tuple | None = None  # (min_items, min_span_days, min_active_days[, rule]); None: defaults
+    centring: str = "mean"  # "mean" (the default) or "none"
 
 
 # The configurations, one table row each. Edit freely.
 SWEEP: list[Setting] = [
-    Setting("icpc threshold 0.40", "icpc", {"threshold": 0.40}),
-    Setting("icpc threshold 0.45", "icpc", {"threshold": 0.45}),
-    Setting("icpc threshold 0.50", "icpc", {"threshold": 0.50}),
-    Setting("icpc threshold 0.55 (default)", "icpc", {"threshold": 0.55}),
-    Setting("icpc threshold 0.60", "icpc", {"threshold": 0.60}),
+    Setting("icpc threshold 0.30", "icpc", {"threshold": 0.30, "centroid_merge_threshold": 0.40}),
+    Setting("icpc threshold 0.35", "icpc", {"threshold": 0.35, "centroid_merge_threshold": 0.45}),
+    Setting("icpc threshold 0.40 (default)", "icpc", {}),
+    Setting("icpc threshold 0.45", "icpc", {"threshold": 0.45, "centroid_merge_threshold": 0.55}),
+    Setting("icpc merge threshold 0.20", "icpc", {"merge_threshold": 0.20}),
+    Setting("icpc centroid merge 0.60", "icpc", {"centroid_merge_threshold": 0.60}),
     Setting("icpc centroid merge off (1.0)", "icpc", {"centroid_merge_threshold": 1.0}),
     Setting("icpc refine off", "icpc", {"refine": False}),
+    Setting("icpc, no centring, 0.55/0.65/0.4 (the old default)", "icpc",
+            {"threshold": 0.55, "centroid_merge_threshold": 0.65, "merge_threshold": 0.4}, None, "none"),
     Setting("hdbscan leaf", "hdbscan", {"selection": "leaf"}),
     Setting("hdbscan eom", "hdbscan", {"selection": "eom"}),
     Setting("icpc, persistence 3/7/3", "icpc", {}, (3, 7, 3)),
-    Setting("icpc, persistence 4/7/3", "icpc", {}, (4, 7, 3)),
     Setting("icpc, persistence 4/7/4 (default)", "icpc", {}, (4, 7, 4)),
     Setting("icpc, persistence 5/7/4", "icpc", {}, (5, 7, 4)),
-    Setting("icpc, persistence 4/14/4", "icpc", {}, (4, 14, 4)),
+    Setting("icpc, persistence rule time", "icpc", {}, (4, 7, 4, "time")),
+    Setting("icpc, persistence rule count", "icpc", {}, (4, 7, 4, "count")),
+    Setting("icpc, persistence rule count, 5 items", "icpc", {}, (5, 7, 4, "count")),
 ]
 
 COLUMNS = ["ari", "nmi", "journey_recall", "journey_precision", "transient_reported_as_journeys", "journeys_per_user"]
@@ -68,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "filter) on the synthetic sample, in memory, and print a Markdown table.")
     parser.add_argument("--users", type=int, default=200, help="users in the sample (default: 200)")
     parser.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
+    parser.add_argument("--domain", default="all", help="the sample's domain: all (default) or one, e.g. film_tv")
+    parser.add_argument("--timestamps", default="spread", choices=["spread", "bursty"],
+                        help="the sample's timestamps (default: spread)")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "journeys-sweep-cache"),
                         help="folder for the cached item vectors (default: %(default)s)")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch threads for embedding (default: 2)")
@@ -113,7 +123,7 @@ def item_vectors(items: list, args: argparse.Namespace, model: str):
 
 
 def run_setting(setting: Setting, events_by_user: dict, catalogue: dict, catalogue_df: dict, catalogue_size: int,
-                model: str, truth) -> dict:
+                model: str, truth, mean) -> dict:
     from eval.extraction import evaluate
     from journeys.extraction import make_extractor
     from journeys.persistence import PersistenceConfig
@@ -124,7 +134,8 @@ def run_setting(setting: Setting, events_by_user: dict, catalogue: dict, catalog
                                   setting.strategy, model)
     pairs = []
     for user_id, events in events_by_user.items():
-        result = extract_user(user_id, events, catalogue, settings, catalogue_df, catalogue_size)
+        result = extract_user(user_id, events, catalogue, settings, catalogue_df, catalogue_size,
+                              mean if setting.centring == "mean" else None)
         pairs.extend((user_id, record["item_ids"]) for record in result.journeys)
     return evaluate(pairs, truth)
 
@@ -144,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
 
+    import numpy as np
+
+    from journeys.centring import mean_from_fixed, to_fixed
     from journeys.embedding import DEFAULT_MODEL, model_identity
     from journeys.representation import document_terms
     from journeys.sample.generator import SampleConfig, generate
     from journeys.validation import validate_event, validate_item
 
     model = model_identity(DEFAULT_MODEL)
-    data = generate(SampleConfig(users=args.users, seed=args.seed))
+    data = generate(SampleConfig(users=args.users, seed=args.seed, domain=args.domain, timestamps=args.timestamps))
     events = validated(data.events, validate_event, "events")
     items_by_id: dict = {}
     # One row per id, the smallest, as the pipeline keeps (None-safe: a plain sort of Items can fail).
@@ -175,12 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"events: {unknown} refer to items not in the catalogue and are left out", file=sys.stderr)
 
+    # As the pipeline: the mean of the vectors of the items that have events, from exact sums.
+    used = sorted({e.item_id for events in events_by_user.values() for e in events})
+    total = sum((to_fixed(catalogue[i][1]) for i in used), np.zeros(vectors.shape[1], dtype=np.int64))
+    mean = mean_from_fixed(total, len(used))
+
     truth = data.truth
     kinds = truth.column("kind").to_pylist()
     planted = truth.select(["planted_id", "kind"]).to_pylist()
     persistent = len({r["planted_id"] for r in planted if r["kind"] == "persistent"})
     transient = len({r["planted_id"] for r in planted if r["kind"] == "transient"})
-    print(f"sample: {args.users} users, seed {args.seed}: {len(events)} events ({kinds.count('noise')} noise), "
+    print(f"sample: {args.users} users, seed {args.seed}, domain {args.domain}, {args.timestamps} timestamps: "
+          f"{len(events)} events ({kinds.count('noise')} noise), "
           f"{len(items)} items; planted: {persistent} persistent journeys "
           f"({persistent / len(events_by_user):.2f} per user), {transient} transient interests")
     print()
@@ -189,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
     for setting in SWEEP:
         started = time.perf_counter()
-        scores = run_setting(setting, events_by_user, catalogue, catalogue_df, catalogue_size, model, truth)
+        scores = run_setting(setting, events_by_user, catalogue, catalogue_df, catalogue_size, model, truth, mean)
         seconds = time.perf_counter() - started
         cells = [setting.label, setting.strategy, *(_cell(scores[c]) for c in COLUMNS), f"{seconds:.1f}"]
         print("| " + " | ".join(cells) + " |", flush=True)

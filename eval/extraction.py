@@ -9,9 +9,11 @@ its events with Jaccard >= ``match_jaccard``; an extracted journey is precise wh
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -92,4 +94,82 @@ def evaluate(journeys: Iterable[tuple[str, list[str]]], truth: pa.Table, match_j
             str(k): v for k, v in sorted(Counter(planted_per_user.get(u, 0) for u in users).items())
         },
         "match_jaccard": match_jaccard,
+    }
+
+
+# ---- reference groups without ground-truth clusters -------------------------------------------
+
+def tag_groups(tag_rows: Iterable[dict], histories: dict[str, set[str]], min_items: int = 3) -> dict:
+    """(user, normalised tag) -> the items of that user's history the user gave that tag, kept when
+    there are at least ``min_items``. Tags are folded like the naming reference set's ("Sci-Fi" and
+    "sci fi" are one group); a tagged item the user never interacted with cannot be in a journey, so
+    it does not count."""
+    groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in tag_rows:
+        user, item = str(row["user_id"]), str(row["item_id"])
+        key = re.sub(r"[\W_]+", " ", (row["tag"] or "").casefold()).strip()
+        if key and item in histories.get(user, ()):
+            groups[(user, key)].add(item)
+    return {k: v for k, v in sorted(groups.items()) if len(v) >= min_items}
+
+
+def _group_scores(groups: dict, journeys_of_user: dict[str, list[set[str]]], match_jaccard: float) -> dict:
+    best = [max((_jaccard(items, j) for j in journeys_of_user.get(user, [])), default=0.0)
+            for (user, _), items in groups.items()]
+    return {
+        "group_recall": round(sum(b >= match_jaccard for b in best) / len(best), 4) if best else None,
+        "mean_best_jaccard": round(float(np.mean(best)), 4) if best else None,
+    }
+
+
+def _shares(histories: dict[str, set[str]], journeys_of_user: dict[str, list[set[str]]], min_items: int) -> dict:
+    """Largest journey's share of the user's distinct items, for users with ``min_items``+ items."""
+    shares = [max((len(j) for j in journeys_of_user.get(u, [])), default=0) / len(items)
+              for u, items in histories.items() if len(items) >= min_items]
+    if not shares:
+        return {"users": 0}
+    return {"users": len(shares), "median": round(float(np.median(shares)), 4),
+            "p90": round(float(np.percentile(shares, 90)), 4), "mean": round(float(np.mean(shares)), 4)}
+
+
+def evaluate_groups(journeys: Iterable[tuple[str, list[str]]], groups: dict, histories: dict[str, set[str]],
+                    item_tags: dict[str, Iterable[str]], match_jaccard: float = MATCH_JACCARD,
+                    heavy_user_items: int = 100) -> dict:
+    """Score extracted journeys against reference item groups (e.g. a user's own tags), beside two
+    baselines computed on the same histories: each user's whole history as one journey, and one
+    journey per item tag or genre (overlapping: an item with three genres is in three).
+
+    A reference group is recovered when some journey of its user matches its items with Jaccard >=
+    ``match_jaccard``. The largest-journey share says whether extraction split a history at all."""
+    extracted: dict[str, list[set[str]]] = defaultdict(list)
+    for user, item_ids in journeys:
+        extracted[str(user)].append(set(item_ids))
+    whole = {u: [set(items)] for u, items in histories.items() if items}
+    per_tag: dict[str, list[set[str]]] = {}
+    for user, items in histories.items():
+        by_tag: dict[str, set[str]] = defaultdict(set)
+        for item in items:
+            for tag in item_tags.get(item, ()):
+                by_tag[tag].add(item)
+        per_tag[user] = [by_tag[t] for t in sorted(by_tag)]
+
+    def describe(journeys_of_user):
+        counts = [len(journeys_of_user.get(u, [])) for u in histories]
+        return {
+            **_group_scores(groups, journeys_of_user, match_jaccard),
+            "journeys": sum(counts),
+            "journeys_per_user": round(sum(counts) / len(counts), 3) if counts else None,
+            "users_without_journeys": sum(c == 0 for c in counts),
+            f"largest_journey_share_users_{heavy_user_items}_plus_items": _shares(
+                histories, journeys_of_user, heavy_user_items),
+        }
+
+    return {
+        "users": len(histories),
+        "reference_groups": len(groups),
+        "users_with_groups": len({u for u, _ in groups}),
+        "match_jaccard": match_jaccard,
+        "extracted": describe(extracted),
+        "baseline_whole_history": describe(whole),
+        "baseline_one_per_tag": describe(per_tag),
     }

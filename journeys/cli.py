@@ -99,14 +99,33 @@ def _tune(args) -> int:
 
 
 def _eval_extraction(args) -> int:
-    from eval.extraction import evaluate
+    from eval.extraction import evaluate, evaluate_groups, tag_groups
     from journeys import io, schema
+    from journeys.validation import validate_event, validate_item
 
+    if bool(args.truth) == bool(args.groups):
+        raise ValueError("give one reference: --truth (a sample's planted journeys) or --groups (user tags)")
     journeys = io.read_table(args.journeys, columns=["user_id", "item_ids"])
     schema.check_version(journeys.schema, "journeys", args.journeys)
-    truth = io.read_table(args.truth)
     pairs = zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist())
-    print(json.dumps(evaluate(pairs, truth), indent=2))
+    if args.truth:
+        print(json.dumps(evaluate(pairs, io.read_table(args.truth)), indent=2))
+        return 0
+    if not (args.events and args.items):
+        raise ValueError("--groups needs --events and --items: the histories the journeys came from")
+    histories: dict[str, set[str]] = {}
+    for row in io.read_table(args.events, columns=["user_id", "item_id", "timestamp"]).to_pylist():
+        event, _ = validate_event(row)
+        if event:
+            histories.setdefault(event.user_id, set()).add(event.item_id)
+    item_tags = {}
+    for row in io.read_table(args.items).to_pylist():
+        item, _ = validate_item(row)
+        if item:
+            item_tags[item.item_id] = item.tags
+    groups = tag_groups(io.read_table(args.groups, columns=["user_id", "item_id", "tag"]).to_pylist(), histories,
+                        args.min_group_items)
+    print(json.dumps(evaluate_groups(pairs, groups, histories, item_tags), indent=2))
     return 0
 
 
@@ -337,12 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
     evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
     ev_extraction = evals.add_parser(
-        "extraction", help="score extracted journeys against a sample's truth",
-        description="Print JSON: ARI and NMI of event assignments, journey recall and precision (a "
-        "planted persistent journey is found when an extracted one matches its events with Jaccard "
-        ">= 0.5), transient interests reported as journeys, and journeys per user.")
+        "extraction", help="score extracted journeys against a sample's truth or users' own tags",
+        description="Print JSON. With --truth (a sample's planted journeys): ARI and NMI of event "
+        "assignments, journey recall and precision (a planted persistent journey is found when an "
+        "extracted one matches its events with Jaccard >= 0.5), transient interests reported as journeys, "
+        "and journeys per user. With --groups (a table of user_id, item_id, tag, such as the "
+        "user_tags.parquet of `journeys convert movielens`): each tag a user gave to --min_group_items or "
+        "more items of their history is a reference group; recall of groups at Jaccard >= 0.5, mean best "
+        "Jaccard, the largest journey's share of each heavy user's items and journeys per user, beside "
+        "two baselines computed in the same run (the whole history as one journey; one journey per item "
+        "tag or genre).")
     ev_extraction.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
-    ev_extraction.add_argument("--truth", required=True, help="truth.parquet written by sample")
+    ev_extraction.add_argument("--truth", help="truth.parquet written by sample")
+    ev_extraction.add_argument("--groups", help="reference groups: a table with user_id, item_id and tag")
+    ev_extraction.add_argument("--events", help="with --groups: the events the journeys were extracted from")
+    ev_extraction.add_argument("--items", help="with --groups: the item catalogue (its tags make a baseline)")
+    ev_extraction.add_argument("--min_group_items", type=int, default=3,
+                               help="with --groups: fewest items of a user's history in a reference group (3)")
 
     ev_naming = evals.add_parser(
         "naming", help="compare naming strategies on a reference set",

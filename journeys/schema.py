@@ -88,6 +88,24 @@ JOURNEYS = _with_meta("journeys", _JOURNEY_FIELDS)
 # Clusters that failed the persistence filter: same record plus why they failed.
 TRANSIENT = _with_meta("transient", [*_JOURNEY_FIELDS, pa.field("reason", pa.string(), nullable=False)])
 
+# One row per user with valid events (``journeys extract``): what their history was, which persistence
+# rule judged it (time or count), and the outcome, so that a user without journeys says why.
+USERS = _with_meta(
+    "users",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("num_events", pa.int64(), nullable=False),
+        pa.field("num_items", pa.int64(), nullable=False),
+        pa.field("active_days", pa.int64(), nullable=False),
+        pa.field("span_days", pa.float32(), nullable=False),
+        pa.field("persistence_rule", pa.string(), nullable=False),  # time | count
+        pa.field("journeys", pa.int64(), nullable=False),
+        pa.field("transient_clusters", pa.int64(), nullable=False),
+        pa.field("noise_events", pa.int64(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),  # journeys | only_transient | no_cluster
+    ],
+)
+
 # A journey with its name: what the naming pipeline writes.
 NAMED_JOURNEYS = _with_meta(
     "named_journeys",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from journeys.centring import centre
 from journeys.extraction import NOISE, Extractor
 from journeys.model import MICROS_PER_DAY, Event, Item, day_of, journey_id
 from journeys.persistence import PersistenceConfig
@@ -34,6 +35,16 @@ class UserResult:
     events_in_journeys: int = 0
     events_in_transient: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    user: dict | None = None  # the users/ row: what the history was, which rule judged it, outcome
+
+
+def _outcome(result: UserResult) -> str:
+    """Why a user has the journeys they have: every user is accounted for, with or without any."""
+    if result.journeys:
+        return "journeys"
+    if result.transient:
+        return "only_transient"  # clusters were found, none passed the persistence filter
+    return "no_cluster"  # no group of similar items large enough to be a cluster
 
 
 def dedupe_events(events: list[Event]) -> tuple[list[Event], list[DeadLetter]]:
@@ -64,10 +75,14 @@ def extract_user(
     settings: ExtractionSettings,
     catalogue_df: dict[str, int],
     catalogue_size: int,
+    catalogue_mean: np.ndarray | None = None,
 ) -> UserResult:
     """Cluster one user's events into journeys and transient clusters.
 
     ``events`` must all refer to items in ``catalogue`` (unknown items are dead-lettered earlier).
+    With ``catalogue_mean``, items are clustered on their vectors minus that mean (see
+    ``journeys.centring``); centroids and representative titles stay in the model's own space, where
+    names and other texts are embedded.
     """
     events, duplicates = dedupe_events(events)
     result = UserResult(dead_letters=duplicates)
@@ -85,12 +100,21 @@ def extract_user(
         events_of_item[item_order[event.item_id]].append(event)
     visits = np.array([len(e) for e in events_of_item], dtype=np.float64)
 
-    labels = settings.extractor.cluster(vectors, visits)
+    times = [e.ts for e in events]
+    history_span = (max(times) - min(times)) / MICROS_PER_DAY
+    history_days = len({day_of(t) for t in times})
+    rule = settings.persistence.rule_for(history_span, history_days)
+
+    labels = settings.extractor.cluster(centre(vectors, catalogue_mean), visits)
     result.noise_events = int(visits[labels == NOISE].sum())
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     members = [np.flatnonzero(labels == c) for c in range(n_clusters)]
+    result.user = {
+        "user_id": user_id, "num_events": len(events), "num_items": len(item_ids),
+        "active_days": history_days, "span_days": round(history_span, 3), "persistence_rule": rule,
+    }
     if not members:
-        return result
+        return _finish(result)
 
     # c-TF-IDF contrasts each cluster with the user's other clusters and the unclustered rest.
     groups = [[items[i] for i in m] for m in members]
@@ -100,8 +124,9 @@ def extract_user(
 
     for cluster, index in enumerate(members):
         record = _describe(user_id, [items[i] for i in index], vectors[index],
-                           [e for i in index for e in events_of_item[i]], terms[cluster], settings)
-        failure = settings.persistence.failure(record["num_items"], record["span_days"], record["active_days"])
+                           [e for i in index for e in events_of_item[i]], terms[cluster], settings, rule)
+        failure = settings.persistence.failure(record["num_items"], record["span_days"], record["active_days"],
+                                               rule)
         if failure is None:
             result.journeys.append(record)
             result.events_in_journeys += record["num_events"]
@@ -110,10 +135,17 @@ def extract_user(
             result.events_in_transient += record["num_events"]
     result.journeys.sort(key=lambda r: (r["first_ts"], r["journey_id"]))
     result.transient.sort(key=lambda r: (r["first_ts"], r["journey_id"]))
+    return _finish(result)
+
+
+def _finish(result: UserResult) -> UserResult:
+    result.user |= {"journeys": len(result.journeys), "transient_clusters": len(result.transient),
+                    "noise_events": result.noise_events, "outcome": _outcome(result)}
     return result
 
 
-def _describe(user_id, items: list[Item], vectors: np.ndarray, events: list[Event], terms, settings) -> dict:
+def _describe(user_id, items: list[Item], vectors: np.ndarray, events: list[Event], terms, settings,
+              rule: str) -> dict:
     centroid = vectors.mean(axis=0)
     norm = np.linalg.norm(centroid)
     centroid = centroid / norm if norm else centroid
@@ -135,7 +167,7 @@ def _describe(user_id, items: list[Item], vectors: np.ndarray, events: list[Even
         "salient_terms": [{"term": t, "weight": w} for t, w in terms],
         "representative_titles": representative_titles(items, vectors, centroid, settings.top_titles),
         "centroid": centroid.astype(np.float32).tolist(),
-        "persistence": settings.persistence.score(len(items), span_days, active_days),
+        "persistence": settings.persistence.score(len(items), span_days, active_days, rule),
         "strategy": settings.strategy,
         "embedding_model": settings.embedding_model,
     }

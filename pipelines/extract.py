@@ -21,23 +21,24 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from journeys import io, schema
+from journeys import centring, io, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, embed_items, model_identity
 from journeys.extraction import make_extractor, strategies
 from journeys.inputs import check_inputs
 from journeys.model import Item
-from journeys.persistence import PersistenceConfig
+from journeys.persistence import RULES, PersistenceConfig
 from journeys.representation import document_terms
 from journeys.user_extraction import ExtractionSettings, extract_user
 from journeys.validation import DeadLetter, validate_event, validate_item
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
 from pipelines.options import CommonOptions, run_and_summarise
-from pipelines.transforms import Publish, ReadRows, WriteShards
+from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts
 
 log = logging.getLogger(__name__)
 
 EMBED_BUCKETS = 64  # fixed, so that batch composition (and so every float) is the same on reruns
-DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "dead_letter": schema.DEAD_LETTER}
+DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "users": schema.USERS,
+            "dead_letter": schema.DEAD_LETTER}
 
 
 class ExtractOptions(PipelineOptions):
@@ -46,11 +47,14 @@ class ExtractOptions(PipelineOptions):
         group = parser.add_argument_group("journey extraction")
         group.add_argument("--items", help="item catalogue, same formats")
         group.add_argument("--strategy", default="icpc", choices=strategies(), help="clustering strategy")
-        group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.55)")
+        group.add_argument("--centring", default="mean", choices=centring.CENTRINGS,
+                           help="subtract the mean of the run's item vectors before clustering (mean), or "
+                           "cluster the model's vectors as they are (none); see README")
+        group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.4)")
         group.add_argument("--merge_threshold", type=float, default=None,
-                           help="ICPC: cosine to merge a small journey (0.4)")
+                           help="ICPC: cosine to merge a small journey (0.3)")
         group.add_argument("--centroid_merge_threshold", type=float, default=None,
-                           help="ICPC: merge journeys whose centroids are this similar (0.65; 1 = off)")
+                           help="ICPC: merge journeys whose centroids are this similar (0.5; 1 = off)")
         group.add_argument("--min_cluster_size", type=int, default=None,
                            help="fewest distinct items in a cluster (ICPC min_size, HDBSCAN min_cluster_size; 3)")
         group.add_argument("--hdbscan_selection", default=None, choices=["leaf", "eom"],
@@ -61,6 +65,10 @@ class ExtractOptions(PipelineOptions):
                            help="persistence: fewest days between first and last event")
         group.add_argument("--min_active_days", type=int, default=PersistenceConfig.min_active_days,
                            help="persistence: fewest distinct days with activity")
+        group.add_argument("--persistence", default=PersistenceConfig.rule, choices=RULES,
+                           help="persistence rule: time (items, span, active days), count (items only), or "
+                           "auto: time for users whose own history spans min_span_days over min_active_days "
+                           "days, count for the rest (default)")
         group.add_argument("--embedding_model", default=DEFAULT_MODEL,
                            help="sentence-transformers model id or path (default: the packaged all-MiniLM-L6-v2)")
         group.add_argument("--embedding_cache", default=None,
@@ -202,6 +210,30 @@ def _first_vector(element):
     return min(pairs, key=lambda pair: pair[0].content_key())
 
 
+class _CatalogueMean(beam.CombineFn):
+    """(count, fixed-point sum) of the item vectors -> (mean, count). Integer sums are exact, so the
+    mean is the same whatever order the runner adds the items in (byte-identical reruns)."""
+
+    def create_accumulator(self):
+        return 0, None
+
+    def add_input(self, accumulator, vector):
+        count, total = accumulator
+        fixed = centring.to_fixed(vector)
+        return count + 1, fixed if total is None else total + fixed
+
+    def merge_accumulators(self, accumulators):
+        count, total = 0, None
+        for n, part in accumulators:
+            if part is not None:
+                count, total = count + n, part if total is None else total + part
+        return count, total
+
+    def extract_output(self, accumulator):
+        count, total = accumulator
+        return None if total is None else (centring.mean_from_fixed(total, count), count)
+
+
 # ---- join and extract ---------------------------------------------------------------------------
 
 def _attach_items(element):
@@ -235,13 +267,14 @@ class _ExtractUsers(beam.DoFn):
         self.settings = ExtractionSettings(
             make_extractor(self.strategy, **self.params), self.persistence, self.strategy, self.model)
 
-    def process(self, element, catalogue_df: dict, catalogue_size: int):
+    def process(self, element, catalogue_df: dict, catalogue_size: int, catalogue_mean=None):
         user_id, parts = element
         catalogue, events = {}, []
         for item, vector, user_events in parts:
             catalogue[item.item_id] = (item, vector)
             events.extend(user_events)
-        result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size)
+        mean = catalogue_mean[0] if catalogue_mean else None
+        result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size, mean)
         self.users.inc()
         self.journeys.inc(len(result.journeys))
         for record in result.journeys:
@@ -250,7 +283,10 @@ class _ExtractUsers(beam.DoFn):
             yield beam.pvalue.TaggedOutput("transient", record)
         for dead in result.dead_letters:
             yield beam.pvalue.TaggedOutput("dead", dead)
+        yield beam.pvalue.TaggedOutput("users", result.user)
         for name, count in (
+            (f"users_rule.{result.user['persistence_rule']}", 1),
+            (f"users_outcome.{result.user['outcome']}", 1),
             ("users", 1),
             ("users_with_journeys", int(bool(result.journeys))),
             ("journeys", len(result.journeys)),
@@ -260,6 +296,15 @@ class _ExtractUsers(beam.DoFn):
             ("noise_events", result.noise_events),
         ):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
+
+
+class _PublishExtraction(Publish):
+    """Publish, with the catalogue mean the clustering used recorded in the summary."""
+
+    def process(self, _, written: list[str], counts: list[tuple[str, int]], catalogue_mean=None):
+        summary = self.summarise(merge_counts(counts))
+        summary["centring"] = centring.describe(*catalogue_mean) if catalogue_mean else {"method": "none"}
+        yield self.publish(written, summary)
 
 
 class Summarise:
@@ -272,6 +317,9 @@ class Summarise:
         def rejected(source: str) -> dict[str, int]:
             prefix = f"rejected.{source}."
             return {k[len(prefix):]: v for k, v in counts.items() if k.startswith(prefix)}
+
+        def by(prefix: str) -> dict[str, int]:
+            return {k[len(prefix):]: v for k, v in sorted(counts.items()) if k.startswith(prefix)}
 
         event_rejects, item_rejects = rejected("events"), rejected("items")
         events = {
@@ -302,6 +350,10 @@ class Summarise:
                 "with_valid_events": users,
                 "with_journeys": counts.get("users_with_journeys", 0),
                 "without_journeys": users - counts.get("users_with_journeys", 0),
+                # time | count: which persistence rule judged each user (see --persistence)
+                "by_persistence_rule": by("users_rule."),
+                # journeys | only_transient | no_cluster; each user's own row is in users/
+                "by_outcome": by("users_outcome."),
             },
             "journeys": counts.get("journeys", 0),
             "transient_clusters": counts.get("transient_clusters", 0),
@@ -313,7 +365,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
     params = extractor_params(opts)
     make_extractor(opts.strategy, **params)  # fail now, with a clear message, on a bad parameter
-    persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days)
+    persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days, opts.persistence)
     model = model_identity(opts.embedding_model)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
@@ -365,6 +417,17 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     catalogue_size = unique_items.ok | "CountItems" >> beam.combiners.Count.Globally()
 
+    # Computed once per run, over the vectors of the items that have events; every user is clustered
+    # against the same mean (recorded in the summary).
+    mean_side = {}
+    if opts.centring == "mean":
+        catalogue_mean = (
+            vectors
+            | "ItemVectors" >> beam.Map(lambda pair: pair[1])
+            | "CatalogueMean" >> beam.CombineGlobally(_CatalogueMean())
+        )
+        mean_side = {"catalogue_mean": beam.pvalue.AsSingleton(catalogue_mean)}
+
     joined = (
         {"event": events_by_item, "item": vectors | "KeyByItem" >> beam.Map(lambda p: (p[0].item_id, p))}
         | "JoinEventsItems" >> beam.CoGroupByKey()
@@ -379,7 +442,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             _ExtractUsers(opts.strategy, params, persistence, model),
             catalogue_df=beam.pvalue.AsDict(catalogue_df),
             catalogue_size=beam.pvalue.AsSingleton(catalogue_size),
-        ).with_outputs("transient", "dead", "counts", main="journeys")
+            **mean_side,
+        ).with_outputs("transient", "users", "dead", "counts", main="journeys")
     )
 
     dead = (
@@ -395,6 +459,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             extracted.transient | "WriteTransient" >> WriteShards(
                 io.join(staging, "transient"), schema.TRANSIENT, "user_id", ("user_id", "first_ts", "journey_id"),
                 opts.num_shards),
+            extracted.users | "WriteUsers" >> WriteShards(
+                io.join(staging, "users"), schema.USERS, "user_id", ("user_id",), opts.num_shards),
             dead_records | "WriteDeadLetters" >> WriteShards(
                 io.join(staging, "dead_letter"), schema.DEAD_LETTER, "row",
                 ("source", "reason", "user_id", "item_id", "row", "detail"), opts.num_shards),
@@ -418,17 +484,19 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     config = {
         "events": common.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
-        "persistence": {"min_items": persistence.min_items, "min_span_days": persistence.min_span_days,
-                        "min_active_days": persistence.min_active_days},
+        "centring": opts.centring,
+        "persistence": {"rule": persistence.rule, "min_items": persistence.min_items,
+                        "min_span_days": persistence.min_span_days, "min_active_days": persistence.min_active_days},
         "embedding_model": model,
     }
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
-            Publish(common.out, staging, DATASETS, time.time(), Summarise(config)),
+            _PublishExtraction(common.out, staging, DATASETS, time.time(), Summarise(config)),
             written=beam.pvalue.AsList(written),
             counts=beam.pvalue.AsList(counts),
+            **mean_side,
         )
     )
 

@@ -41,7 +41,49 @@ def test_every_event_is_accounted_for_and_journeys_match_the_truth(sample_run, s
     assert transient.num_rows == summary["transient_clusters"]
     assert all(transient["reason"].to_pylist())
     assert io.read_table(str(out / "dead_letter")).num_rows == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "summary.json", "transient"]
+    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "summary.json", "transient", "users"]
+
+
+def test_every_user_has_a_row_saying_which_rule_judged_them_and_the_outcome(sample_run):
+    out, summary = sample_run
+    users = io.read_table(str(out / "users")).to_pylist()
+    assert len(users) == len({u["user_id"] for u in users}) == summary["users"]["with_valid_events"]
+    journeys = io.read_table(str(out / "journeys"))["user_id"].to_pylist()
+    assert set(journeys) <= {u["user_id"] for u in users}
+    for user in users:
+        assert user["journeys"] == journeys.count(user["user_id"])
+        assert user["outcome"] == ("journeys" if user["journeys"] else
+                                   "only_transient" if user["transient_clusters"] else "no_cluster")
+    # The sample's histories span months, so time can show persistence for every user.
+    assert summary["users"]["by_persistence_rule"] == {"time": len(users)}
+    assert sum(summary["users"]["by_outcome"].values()) == len(users)
+    assert summary["centring"]["method"] == "mean" and len(summary["centring"]["mean"]) == 384
+    assert 0 < summary["centring"]["mean_norm"] < 1
+
+
+def test_bursty_histories_are_judged_by_count_and_no_user_is_dropped(embedding_cache, tmp_path):
+    from journeys.sample.generator import SampleConfig, generate
+
+    data = generate(SampleConfig(users=8, seed=5, items_per_topic=10, timestamps="bursty"))
+    paths = {name: str(tmp_path / f"{name}.parquet") for name in ("events", "items")}
+    io.write_table(data.events, paths["events"])
+    io.write_table(data.items, paths["items"])
+    timed = _run(paths["events"], paths["items"], tmp_path / "time", embedding_cache, "--persistence", "time")
+    auto = _run(paths["events"], paths["items"], tmp_path / "auto", embedding_cache)
+    # Under the time rule no cluster of a history logged in 1-3 sessions can pass.
+    assert timed["journeys"] == 0 and timed["users"]["by_outcome"].get("only_transient", 0) > 0
+    assert auto["users"]["by_persistence_rule"] == {"count": 8} and auto["journeys"] > 0
+    assert auto["events"]["balanced"] and timed["events"]["balanced"]
+    rows = io.read_table(str(tmp_path / "auto" / "users")).to_pylist()
+    assert len(rows) == 8 and {r["persistence_rule"] for r in rows} == {"count"}
+
+
+def test_without_centring_the_summary_says_so(small_sample, embedding_cache, tmp_path):
+    summary = _run(small_sample["events"], small_sample["items"], tmp_path, embedding_cache,
+                   "--centring", "none", "--threshold", "0.55", "--centroid_merge_threshold", "0.65",
+                   "--merge_threshold", "0.4")
+    assert summary["centring"] == {"method": "none"} and summary["config"]["centring"] == "none"
+    assert summary["events"]["balanced"] and summary["journeys"] > 0
 
 
 def test_a_rerun_gives_identical_output_and_replaces_the_old_one(sample_run, small_sample, embedding_cache):

@@ -58,3 +58,31 @@ def test_knobs_change_the_data():
     few = generate(SampleConfig(users=30, seed=0, max_journeys=1, noise_share=0.0)).truth.to_pylist()
     assert not [r for r in few if r["kind"] == "noise"]
     assert len({r["planted_id"] for r in few if r["kind"] == "persistent"}) == 30
+
+
+def test_single_domain_mode_keeps_every_interest_in_that_domain():
+    spec = load_topics()
+    film = {t["id"] for t in spec["topics"] if t["domain"] == "film_tv"}
+    data = generate(SampleConfig(users=20, seed=0, domain="film_tv"))
+    topics = {r["topic_id"] for r in data.truth.to_pylist() if r["topic_id"]}
+    assert topics <= film and len(topics) >= 10
+    assert set(data.items["category"].to_pylist()) == {spec["domains"]["film_tv"]["label"]}
+
+
+def test_unknown_domain_is_refused_with_the_choices():
+    import pytest
+
+    with pytest.raises(ValueError, match="film_tv"):
+        generate(SampleConfig(users=2, domain="cinema"))
+
+
+def test_bursty_mode_logs_each_history_in_one_to_three_sessions():
+    from journeys.model import day_of
+
+    data = generate(SampleConfig(users=30, seed=0, timestamps="bursty"))
+    days: dict[str, set[int]] = {}
+    for user, ts in zip(data.events["user_id"].to_pylist(), data.events["timestamp"].cast("int64").to_pylist()):
+        days.setdefault(user, set()).add(day_of(ts))
+    assert len(days) == 30 and max(len(d) for d in days.values()) <= 3
+    # The planted interests are still there: the same kinds of events as a spread-out sample.
+    assert Counter(data.truth["kind"].to_pylist()).keys() == {"persistent", "transient", "noise"}

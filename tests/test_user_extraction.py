@@ -105,3 +105,22 @@ def test_a_user_with_fifty_thousand_events_is_handled_quickly():
     assert len(result.journeys) == 2
     assert result.events_in_journeys + result.events_in_transient + result.noise_events + len(
         result.dead_letters) == 50_000
+
+
+def test_users_without_journeys_say_why():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=8)
+    close = [base + 0.05 * rng.normal(size=8) for _ in range(5)]
+    catalogue = {f"i{n}": (Item(f"i{n}", f"title {n}"), (v / np.linalg.norm(v)).astype(np.float32))
+                 for n, v in enumerate(close)}
+    # Five similar items on one afternoon: a cluster, but not a journey under the time rule.
+    events = [Event("u", f"i{n}", n * 60_000_000) for n in range(5)]
+    settings = ExtractionSettings(make_extractor("icpc"), PersistenceConfig(rule="time"), "icpc", "m")
+    result = extract_user("u", events, catalogue, settings, {}, 5)
+    assert result.user["outcome"] == "only_transient" and result.user["persistence_rule"] == "time"
+    counted = ExtractionSettings(make_extractor("icpc"), PersistenceConfig(), "icpc", "m")
+    result = extract_user("u", events, catalogue, counted, {}, 5)
+    assert result.user["persistence_rule"] == "count" and result.user["outcome"] == "journeys"
+    assert result.user["journeys"] == 1 and result.user["num_events"] == 5
+    lone = extract_user("u", events[:1], catalogue, counted, {}, 5)
+    assert lone.user["outcome"] == "no_cluster" and lone.noise_events == 1

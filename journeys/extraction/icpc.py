@@ -17,13 +17,13 @@ from journeys.extraction.base import NOISE, Extractor, register, relabel_by_firs
 
 @dataclass(frozen=True)
 class ICPCConfig:
-    threshold: float = field(default=0.55, metadata={"help": "cosine to a centroid needed to join it"})
+    threshold: float = field(default=0.4, metadata={"help": "cosine to a centroid needed to join it"})
     merge_threshold: float = field(
-        default=0.4, metadata={"help": "cosine needed to merge a too-small journey into another"}
+        default=0.3, metadata={"help": "cosine needed to merge a too-small journey into another"}
     )
     min_size: int = field(default=3, metadata={"help": "fewest distinct items a journey keeps"})
     centroid_merge_threshold: float = field(
-        default=0.65,
+        default=0.5,
         metadata={"help": "journeys of any size whose centroids are at least this similar are "
                   "merged (two halves of one interest); 1.0 turns the pass off"},
     )
@@ -66,11 +66,12 @@ class ICPCExtractor(Extractor):
         if n == 0:
             return labels
         sums = np.zeros((n, vectors.shape[1]), dtype=np.float64)  # at most one journey per item
+        units = np.zeros_like(sums)  # each journey's unit centroid, updated as its member joins
         count = 0
         for index, vector in enumerate(vectors):
             best = None
             if count:
-                similarity = _unit(sums[:count]) @ vector
+                similarity = units[:count] @ vector
                 best = int(np.argmax(similarity))
             # `best` may be 0, a valid journey: compare with None, never by truthiness.
             if best is not None and similarity[best] >= config.threshold:
@@ -78,7 +79,9 @@ class ICPCExtractor(Extractor):
             else:
                 labels[index] = count
                 count += 1
-            sums[labels[index]] += vector
+            label = labels[index]
+            sums[label] += vector
+            units[label] = _unit(sums[label])
         labels = self._merge_similar(vectors, labels, count)
         labels = self._merge_small(vectors, labels, count)
         if config.refine:
@@ -115,11 +118,13 @@ class ICPCExtractor(Extractor):
     def _merge_small(self, vectors: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
         config = self.config
         sizes = np.bincount(labels, minlength=count)
+        sums = np.zeros((count, vectors.shape[1]), dtype=np.float64)
+        np.add.at(sums, labels, vectors)  # kept up to date on each merge: no recount per journey
         # Smallest first, ties by creation order, so the result does not depend on dict order.
+        centroids = _unit(sums)
         for small in sorted(range(count), key=lambda j: (sizes[j], j)):
             if sizes[small] == 0 or sizes[small] >= config.min_size:
                 continue
-            centroids = _centroids(vectors, labels, count)
             similarity = centroids @ centroids[small]
             similarity[small] = -np.inf
             similarity[sizes == 0] = -np.inf
@@ -127,6 +132,8 @@ class ICPCExtractor(Extractor):
             if np.isfinite(similarity[target]) and similarity[target] >= config.merge_threshold:
                 labels[labels == small] = target
                 sizes[target] += sizes[small]
+                sums[target] += sums[small]
+                centroids[target] = _unit(sums[target])
                 sizes[small] = 0
         sizes = np.bincount(labels[labels != NOISE], minlength=count)
         labels[np.isin(labels, np.flatnonzero((sizes > 0) & (sizes < config.min_size)))] = NOISE

@@ -39,6 +39,17 @@ class SampleConfig:
     span_days: int = field(default=180, metadata={"help": "length of the whole history in days"})
     items_per_topic: int = field(default=30, metadata={"help": "catalogue items per topic"})
     test_share: float = field(default=0.2, metadata={"help": "share of topics held out for testing"})
+    domain: str = field(
+        default="all",
+        metadata={"help": "'all', or one domain (film_tv, music, food, games, learning, news_reading, "
+                  "shopping, sport): every interest is then a sub-interest of that one domain, as in a "
+                  "real single-domain catalogue"},
+    )
+    timestamps: str = field(
+        default="spread",
+        metadata={"help": "'spread' (events on the days they happened) or 'bursty' (each user's events "
+                  "logged in 1-3 sessions, as MovieLens ratings are, so time cannot show persistence)"},
+    )
 
     def __post_init__(self):
         if self.users < 1:
@@ -55,6 +66,8 @@ class SampleConfig:
             raise ValueError("items_per_topic must be at least 5")
         if not 0 < self.test_share < 1:
             raise ValueError("test_share must be in (0, 1)")
+        if self.timestamps not in ("spread", "bursty"):
+            raise ValueError("timestamps must be 'spread' or 'bursty'")
 
 
 def load_topics() -> dict:
@@ -139,6 +152,10 @@ def generate(config: SampleConfig | None = None) -> SampleData:
     rng = np.random.default_rng(config.seed)
     spec = load_topics()
     topics, domains = spec["topics"], spec["domains"]
+    if config.domain != "all":
+        if config.domain not in domains:
+            raise ValueError(f"unknown domain '{config.domain}': choose all or one of {', '.join(sorted(domains))}")
+        topics = [t for t in topics if t["domain"] == config.domain]
     if config.max_journeys + config.max_transient > len(topics):
         raise ValueError(f"max_journeys + max_transient must be at most {len(topics)}, the number of topics")
     items, items_of_topic, family_members = _catalogue(topics, domains, config, rng)
@@ -178,6 +195,8 @@ def generate(config: SampleConfig | None = None) -> SampleData:
             item = int(rng.integers(len(items)))
             signal.append((user, item, _day_time(rng, int(rng.integers(0, config.span_days))),
                            None, "noise", items[item]["topic"]))
+        if config.timestamps == "bursty":
+            signal = _in_sessions(signal, rng, config.span_days)
         # Two clicks on one item in the same second would be a duplicate event: keep one.
         unique = {(row[1], row[2]): row for row in signal}
         rows.extend(sorted(unique.values(), key=lambda row: (row[2], row[1])))
@@ -187,6 +206,20 @@ def generate(config: SampleConfig | None = None) -> SampleData:
         items=_items_table(items),
         truth=_truth_table(rows, items, topics, test_topics),
     )
+
+
+def _in_sessions(signal: list[tuple], rng: np.random.Generator, span_days: int) -> list[tuple]:
+    """Re-time one user's events as logged in 1-3 sessions (in their original order, a few seconds
+    apart), the way rating sites record a user rating a backlog of films in one sitting."""
+    ordered = sorted(signal, key=lambda row: (row[2], row[1]))
+    sessions = sorted(int(d) for d in rng.choice(span_days, size=int(rng.integers(1, 4)), replace=False))
+    cuts = np.array_split(np.arange(len(ordered)), len(sessions))
+    out = []
+    for day, positions in zip(sessions, cuts):
+        start = _START_MICROS + day * MICROS_PER_DAY + 18 * 3600 * 1_000_000
+        for step, position in enumerate(positions):
+            out.append((*ordered[position][:2], start + step * 20_000_000, *ordered[position][3:]))
+    return out
 
 
 def _events_table(rows, items, domains, topics) -> pa.Table:
