@@ -40,7 +40,7 @@ class Setting(NamedTuple):
     label: str
     strategy: str  # "icpc" or "hdbscan"
     params: dict  # extractor parameters; anything left out keeps its default
-    persistence: tuple | None = None  # (min_items, min_span_days, min_active_days[, rule]); None: defaults
+    persistence: tuple | None = None  # PersistenceConfig's fields in order; None: the defaults
     centring: str = "mean"  # "mean" (the default) or "none"
 
 
@@ -62,8 +62,9 @@ SWEEP: list[Setting] = [
     Setting("icpc, persistence 4/7/4 (default)", "icpc", {}, (4, 7, 4)),
     Setting("icpc, persistence 5/7/4", "icpc", {}, (5, 7, 4)),
     Setting("icpc, persistence rule time", "icpc", {}, (4, 7, 4, "time")),
-    Setting("icpc, persistence rule count", "icpc", {}, (4, 7, 4, "count")),
-    Setting("icpc, persistence rule count, 5 items", "icpc", {}, (5, 7, 4, "count")),
+    Setting("icpc, persistence rule count, 4 items", "icpc", {}, (4, 7, 4, "count", 4)),
+    Setting("icpc, persistence rule count, 5 items (count default)", "icpc", {}, (4, 7, 4, "count")),
+    Setting("icpc, persistence rule count, 6 items", "icpc", {}, (4, 7, 4, "count", 6)),
 ]
 
 COLUMNS = ["ari", "nmi", "journey_recall", "journey_precision", "transient_reported_as_journeys", "journeys_per_user"]

@@ -6,6 +6,9 @@ span weeks, and a time rule would turn every interest into a transient one. ``ru
 default) therefore judges each user by the time rule when the history itself spans at least
 ``min_span_days`` over at least ``min_active_days`` days, and otherwise by the count rule (distinct
 items only); each user's rule is written to the ``users/`` output and counted in the summary.
+Without time a one-day burst of four clicks looks like a small journey, so the count rule asks for
+one item more (``count_min_items``, 5): on the bursty sample that removed 63 of 81 bursts reported
+as journeys for 1.6 points of recall.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ class PersistenceConfig:
                   "time rule for users whose history could show it, else the count rule"},
     )
 
+    count_min_items: int = field(
+        default=5, metadata={"help": "fewest distinct items in a journey under the count rule"})
+
     def __post_init__(self):
+        if self.count_min_items < 1:
+            raise ValueError("count_min_items must be at least 1")
         if self.min_items < 1 or self.min_active_days < 1 or self.min_span_days < 0:
             raise ValueError("persistence thresholds must be >= 1 item, >= 0 days span, >= 1 active day")
         if self.rule not in RULES:
@@ -43,8 +51,9 @@ class PersistenceConfig:
     def failure(self, num_items: int, span_days: float, active_days: int, rule: str = "time") -> str | None:
         """Why a cluster is transient under ``rule`` ('time' or 'count'), or None for a journey."""
         reasons = []
-        if num_items < self.min_items:
-            reasons.append(f"{num_items} items < {self.min_items}")
+        fewest = self.min_items if rule == "time" else self.count_min_items
+        if num_items < fewest:
+            reasons.append(f"{num_items} items < {fewest}")
         if rule == "time":
             if span_days < self.min_span_days:
                 reasons.append(f"span {span_days:.1f} days < {self.min_span_days:g}")
@@ -56,7 +65,8 @@ class PersistenceConfig:
         """0-1, for ranking: each factor saturates at four times its threshold (a month-long,
         12-day journey scores 1 with the defaults), and the score is their geometric mean. Under the
         count rule time says nothing, so only the item count scores."""
-        factors = [min(1.0, num_items / (4 * self.min_items))]
+        fewest = self.min_items if rule == "time" else self.count_min_items
+        factors = [min(1.0, num_items / (4 * fewest))]
         if rule == "time":
             factors += [min(1.0, span_days / max(4 * self.min_span_days, 1e-9)),
                         min(1.0, active_days / (4 * self.min_active_days))]

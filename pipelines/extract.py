@@ -69,6 +69,8 @@ class ExtractOptions(PipelineOptions):
                            help="persistence rule: time (items, span, active days), count (items only), or "
                            "auto: time for users whose own history spans min_span_days over min_active_days "
                            "days, count for the rest (default)")
+        group.add_argument("--count_min_items", type=int, default=PersistenceConfig.count_min_items,
+                           help="persistence: fewest distinct items in a journey under the count rule")
         group.add_argument("--embedding_model", default=DEFAULT_MODEL,
                            help="sentence-transformers model id or path (default: the packaged all-MiniLM-L6-v2)")
         group.add_argument("--embedding_cache", default=None,
@@ -365,7 +367,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
     params = extractor_params(opts)
     make_extractor(opts.strategy, **params)  # fail now, with a clear message, on a bad parameter
-    persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days, opts.persistence)
+    persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days, opts.persistence,
+                                    opts.count_min_items)
     model = model_identity(opts.embedding_model)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
@@ -486,7 +489,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         "events": common.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
         "centring": opts.centring,
         "persistence": {"rule": persistence.rule, "min_items": persistence.min_items,
-                        "min_span_days": persistence.min_span_days, "min_active_days": persistence.min_active_days},
+                        "min_span_days": persistence.min_span_days, "min_active_days": persistence.min_active_days,
+                        "count_min_items": persistence.count_min_items},
         "embedding_model": model,
     }
     _ = (

@@ -43,8 +43,10 @@ def test_the_count_rule_ignores_time_but_not_size():
     config = PersistenceConfig()
     assert config.failure(10, 0.1, 1, "time") == "span 0.1 days < 7; 1 active days < 4"
     assert config.failure(10, 0.1, 1, "count") is None
-    assert config.failure(3, 0.1, 1, "count") == "3 items < 4"
-    assert config.score(16, 0.1, 1, "count") == 1.0
+    # Without time a burst looks like a small journey: the count rule asks for one item more.
+    assert config.failure(4, 0.1, 1, "count") == "4 items < 5"
+    assert config.failure(4, 30, 10, "time") is None
+    assert config.score(20, 0.1, 1, "count") == 1.0
     assert config.score(16, 0.1, 1, "time") < 0.2
 
 
