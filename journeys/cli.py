@@ -507,12 +507,27 @@ def _paths(args) -> tuple[list[tuple[str, str | None]], list[str], list[str]]:
     return inputs, folders, []
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: one line, a non-zero exit, no traceback."""
+class _Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM. Beam re-raises an exception from inside a running step as a RuntimeError
+    that names the step, so the signal is also recorded: whatever the exception that reaches
+    ``main``, a signalled run ends with one line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _on_sigterm(signum, frame):
-    raise _Terminated()
+_signalled: list[int] = []
+
+
+def _on_signal(signum, frame):
+    import logging
+
+    _signalled.append(signum)
+    # What Beam logs while it unwinds (each running step's error, with its traceback) says nothing
+    # the user needs: the one line printed by main does.
+    logging.disable(logging.CRITICAL)
+    raise _Stopped(signum)
 
 
 def _subcommand(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
@@ -552,13 +567,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in PIPELINE_COMMANDS:
-        parser.exit(2, f"journeys {args.command}: error: {_unknown_options(parser, args, extra)}\n")
+        print(f"journeys {args.command}: error: {_unknown_options(parser, args, extra)}", file=sys.stderr)
+        return 2
     logs.configure(args.verbose)
     from journeys.inputs import InputError
     from journeys.outputs import OutputError
 
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started ignoring it
+            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+    _signalled.clear()
     try:
         if args.command in PIPELINE_COMMANDS:
             from pipelines import arguments
@@ -567,20 +587,26 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in ("name", "run"):
                 arguments.check_namer(args.namer, list(argv if argv is not None else sys.argv[1:]))
         return _with_outputs_claimed(args, extra)
-    except (InputError, OutputError, FileNotFoundError, ValueError) as err:
-        print(f"journeys {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. a file that cannot be read or written: the message names it
-        print(f"journeys {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as err:
-        how = "SIGTERM" if isinstance(err, _Terminated) else "interrupt (Ctrl-C)"
-        print(f"journeys {args.command}: stopped by {how}; what it was writing is incomplete and carries no "
-              "summary: run the command again (it cleans up what this run left)", file=sys.stderr)
-        return 143 if isinstance(err, _Terminated) else 130
+    except BaseException as err:
+        if _signalled or isinstance(err, KeyboardInterrupt):
+            terminated = signal.SIGTERM in _signalled
+            print(f"journeys {args.command}: stopped by {'SIGTERM' if terminated else 'interrupt (Ctrl-C)'}; what "
+                  "it was writing is incomplete and carries no summary: run the command again (it cleans up "
+                  "what this run left)", file=sys.stderr)
+            return 143 if terminated else 130
+        # An input, output or option to fix, or a file that cannot be read or written: the message
+        # names it. Anything else is a bug, and its traceback is kept.
+        if isinstance(err, InputError | OutputError | ValueError | OSError):
+            print(f"journeys {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
+        if _signalled:
+            import logging
+
+            logging.disable(logging.NOTSET)
 
 
 def _with_outputs_claimed(args, extra: list[str]) -> int:

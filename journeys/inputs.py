@@ -47,7 +47,10 @@ def check_columns(path: str, required: tuple[str, ...], what: str) -> list[str]:
             if io.file_format(file) == "parquet":
                 with io.open_input(file) as handle:
                     _check_version(pq.ParquetFile(handle).schema_arrow, file)
-        except ValueError as err:
+        except (ValueError, UnicodeDecodeError) as err:
+            if isinstance(err, pa.ArrowException) or isinstance(err, UnicodeDecodeError):
+                raise InputError(f"{what} file '{file}' cannot be read ({err}); check that it is a complete "
+                                 "file of the format its name says") from None
             raise InputError(f"{what}: {err}") from None
         except Exception as err:  # an unreadable file (damaged, truncated, not what its name says)
             raise InputError(f"{what} file '{file}' cannot be read ({type(err).__name__}: {err}); "
