@@ -36,6 +36,16 @@ MINIMUMS = {
     "min_active_days": 0, "min_span_days": 0, "direct_num_workers": 0,
 }
 
+# Options declared once for several pipelines (CommonOptions) that a command does not read, or
+# that `journeys run` sets itself for its steps, with what to do instead.
+NOT_FOR = {
+    "extract": {"--journeys": "extract reads --events and --items"},
+    "name": {"--events": "name reads --journeys"},
+    "export": {"--journeys": "export reads --named", "--events": "export reads --named"},
+    "run": {"--journeys": "run passes extract's journeys/ to name itself",
+            "--named": "run passes name's named/ to export itself", "--format": "use --export_format"},
+}
+
 # Naming options and the naming strategies they apply to.
 LLM_NAMERS = ("few-shot", "prompt-tuned", "fine-tuned")
 NAMER_OPTIONS = {
@@ -99,6 +109,8 @@ def check(command: str, argv: list[str], cli_options: Iterable[str] = ()) -> Non
     elsewhere = {flag: other for other, classes in steps.items() if other != "run"
                  for cls in classes if cls not in own for flag in _flags(cls)}
     for option in given_options(argv):
+        if option in NOT_FOR.get(command, {}):
+            raise OptionError(f"{option} does not apply to `journeys {command}`: {NOT_FOR[command][option]}")
         if option in allowed:
             continue
         if option in elsewhere:

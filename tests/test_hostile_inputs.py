@@ -61,6 +61,7 @@ HOSTILE_TIMES = {  # value -> why it is implausible
     "3000-01-01T00:00:00Z": "year 3000",
     "5138-11-16T09:46:40Z": "year 5138 (1e11 epoch seconds)",
     100_000_000_000: "1e11: as milliseconds, 1973",
+    99_999_999_999: "just below 1e11: as seconds, the year 5138",
     -86_400: "negative epoch seconds",
 }
 
@@ -379,6 +380,11 @@ CASES = [
     Case("run-keywords-with-model", "run", "misleading",
          lambda w, t: ["run", "--events", w["events"], "--items", w["items"], "--out", t / "o", "--model", "gpt2"],
          names=("--model", "keywords")),
+    Case("run-format-that-run-sets-itself", "run", "misleading",
+         lambda w, t: ["run", "--events", w["events"], "--items", w["items"], "--out", t / "o", "--format", "jsonl"],
+         names=("--format", "--export_format")),
+    Case("extract-journeys-option-not-read", "extract", "misleading",
+         lambda w, t: _extract(w, t, "--journeys", w["journeys"]), names=("--journeys",)),
     Case("run-misspelt-option", "run", "misleading",
          lambda w, t: ["run", "--events", w["events"], "--items", w["items"], "--out", t / "o",
                        "--min_span_day", "3"], names=("--min_span_day", "--min_span_days")),
