@@ -108,13 +108,14 @@ class _KeyEvent(beam.DoFn):
         self.known = create_user_encoder(self.encoder_name, **self.options).knows
 
     def process(self, parsed):
-        row, problem = parsed
+        row, problem, file, number = parsed
         if row is None:
             yield beam.pvalue.TaggedOutput("dead", DeadLetter("events", "malformed_row", problem).to_record())
             return
         event, dead = validate_event(row, self.window)
         if dead is not None:
-            yield beam.pvalue.TaggedOutput("dead", dead.to_record())
+            yield beam.pvalue.TaggedOutput("dead", {**dead.to_record(),
+                                                    "detail": f"{file} row {number}: {dead.detail}"})
         elif not self.known(event.item_id):
             yield beam.pvalue.TaggedOutput("dead", DeadLetter(
                 "events", "unknown_item", f"item {event.item_id} is not in the {self.encoder_name} encoder's "
@@ -181,7 +182,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     encoder = create_user_encoder(opts.user_encoder, **options)
     kind = encoder.input
     if kind == "events":
-        parsed = pipeline | "Read_events" >> ReadRows(common.events)
+        parsed = pipeline | "Read_events" >> ReadRows(common.events, numbered=True)
         rows = parsed | "Key_events" >> beam.ParDo(_KeyEvent(opts.user_encoder, options, window)).with_outputs(
             "dead", "keyed")
     else:
