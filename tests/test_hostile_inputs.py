@@ -283,6 +283,27 @@ def _predictions_not_utf8(world, tmp):
     return ["uqabench", "score", "--questions", tmp / "q", "--predictions", tmp / "p.jsonl"]
 
 
+def _uqabench_hostile(world, tmp):
+    """Events as JSON Lines with a year-3000 row and a line that is not UTF-8."""
+    rows = [_iso(r) for r in pq.read_table(world["events"]).to_pylist()]
+    lines = [json.dumps(r).encode() for r in rows]
+    lines.append(json.dumps({**rows[0], "timestamp": "3000-01-01T00:00:00Z"}).encode())
+    lines.append(json.dumps({**rows[0], "event_type": "x"}).encode().replace(b'"x"', b'"' + BAD_UTF8 + b'"'))
+    (tmp / "ev").mkdir()
+    (tmp / "ev" / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return ["uqabench", "build", "--events", tmp / "ev", "--items", world["items"], "--out", tmp / "q"]
+
+
+def _uqabench_balanced(world, tmp, out, err):
+    manifest = json.loads((tmp / "q" / "_manifest.json").read_text())
+    dead = [json.loads(line) for line in (tmp / "q" / "dead_letter.jsonl").read_text().splitlines()]
+    events_dead = [d for d in dead if d["source"] == "events"]
+    lines = (tmp / "ev" / "events.jsonl").read_bytes().count(b"\n")
+    assert manifest["rows"]["events_read"] == lines == manifest["rows"]["events_used"] + len(events_dead)
+    assert Counter(d["reason"] for d in events_dead) >= Counter({"implausible_timestamp": 1, "malformed_row": 1})
+    assert all(str(tmp / "ev" / "events.jsonl") in d["detail"] for d in events_dead)
+
+
 def _no_new_output(path: str):
     def check(world, tmp, out, err):
         assert not (tmp / path).exists() or not any((tmp / path).iterdir())
@@ -438,6 +459,11 @@ CASES = [
     Case("uqabench-build-out-holds-events", "uqabench", "silent_loss",
          lambda w, t: ["uqabench", "build", "--events", _copy(w["sample"], t / "s") / "events.parquet",
                        "--items", t / "s" / "items.parquet", "--out", t / "s"], names=("--out", "--events")),
+    Case("uqabench-build-hostile-rows-balance", "uqabench", "row_level", _uqabench_hostile, code=0,
+         names=("questions",), check=_uqabench_balanced),
+    Case("uqabench-build-misspelt-option", "uqabench", "misleading",
+         lambda w, t: ["uqabench", "build", "--events", w["events"], "--items", w["items"], "--out", t / "q",
+                       "--holdot", "2"], names=("--holdot", "--holdout")),
     Case("uqabench-score-predictions-not-utf8", "uqabench", "crash", _predictions_not_utf8,
          names=("p.jsonl", "line 1", "UTF-8")),
 ]
