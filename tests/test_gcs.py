@@ -61,6 +61,8 @@ def test_extract_reads_and_writes_gs_paths(gcs, small_sample, embedding_cache):
 def test_export_reads_and_writes_gs_paths(gcs, journeys_run):
     fs = fsspec.filesystem("gcs")
     fs.put(journeys_run["named"], f"{BUCKET}/named", recursive=True)
+    # The name step's summary beside it: export checks the folder against it.
+    fs.put(str(Path(journeys_run["named"]).parent / "summary.json"), f"{BUCKET}/summary.json")
     fs.pipe(f"{BUCKET}/export/journey_labels/part-00009.parquet", b"stale")  # a previous export's leftover
     manifest = export.run(["--named", f"{gcs}/named", "--out", f"{gcs}/export"], save_main_session=False)
     labels = io.read_table(f"{gcs}/export/journey_labels")
