@@ -304,6 +304,17 @@ def _uqabench_balanced(world, tmp, out, err):
     assert all(str(tmp / "ev" / "events.jsonl") in d["detail"] for d in events_dead)
 
 
+def _movielens_into_itself(world, tmp):
+    (tmp / "ml").mkdir()
+    (tmp / "ml" / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,10,4.0,964982703\n")
+    (tmp / "ml" / "movies.csv").write_text("movieId,title,genres\n10,GoldenEye (1995),Action\n")
+    return ["convert", "movielens", "--src", tmp / "ml", "--out", tmp / "ml"]
+
+
+def _only(folder: Path, names: list[str]) -> None:
+    assert sorted(p.name for p in folder.iterdir()) == names
+
+
 def _no_new_output(path: str):
     def check(world, tmp, out, err):
         assert not (tmp / path).exists() or not any((tmp / path).iterdir())
@@ -450,8 +461,8 @@ CASES = [
          names=("--out", "is a file")),
     Case("sample-misspelt-option", "sample", "misleading",
          lambda w, t: ["sample", "--out", t / "s", "--userz", "2"], names=("--userz", "--users")),
-    Case("convert-out-is-src", "convert", "silent_loss",
-         lambda w, t: ["convert", "movielens", "--src", w["sample"], "--out", w["sample"]], names=("--out", "--src")),
+    Case("convert-out-is-src", "convert", "silent_loss", _movielens_into_itself, names=("--out", "--src"),
+         check=lambda w, t, out, err: _only(t / "ml", ["movies.csv", "ratings.csv"])),
     Case("tune-pairs-out-is-a-folder", "tune", "crash",
          lambda w, t: ["tune", "pairs", "--sample", w["sample"], "--out", t], names=("--out", "is a folder")),
     Case("tune-prompt-train-missing", "tune", "refusal",
