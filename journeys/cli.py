@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from dataclasses import fields
 
 from journeys import cli_uqabench, logs
@@ -524,9 +525,10 @@ def _on_signal(signum, frame):
     import logging
 
     _signalled.append(signum)
-    # What Beam logs while it unwinds (each running step's error, with its traceback) says nothing
-    # the user needs: the one line printed by main does.
+    # What Beam logs or its threads print while it unwinds (each running step's error, a worker
+    # that went away, with tracebacks) says nothing the user needs: the one line main prints does.
     logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda _args: None
     raise _Stopped(signum)
 
 
@@ -562,7 +564,6 @@ def _unknown_options(parser: argparse.ArgumentParser, args, extra: list[str]) ->
 
 def main(argv: list[str] | None = None) -> int:
     import signal
-    import threading
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -607,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             import logging
 
             logging.disable(logging.NOTSET)
+            threading.excepthook = threading.__excepthook__
 
 
 def _with_outputs_claimed(args, extra: list[str]) -> int:
