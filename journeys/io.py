@@ -218,9 +218,14 @@ def _iter_csv(handle, header: list[str], path: str) -> Iterator[tuple[dict | Non
         raise
     number = 0
     for batch in reader:
-        for raw in batch.to_pylist():
+        try:  # the whole batch as text at once (fast), when it is all UTF-8
+            rows = pa.RecordBatch.from_arrays([c.cast(pa.string()) for c in batch.columns],
+                                              names=batch.schema.names).to_pylist()
+        except pa.ArrowInvalid:
+            rows = None
+        for raw in rows if rows is not None else batch.to_pylist():
             number += 1
-            row, problem = _decode_row(raw, path, number)
+            row, problem = (raw, None) if rows is not None else _decode_row(raw, path, number)
             yield row, problem, number
         while bad:
             problem, line = bad.pop(0)
