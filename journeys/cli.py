@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from dataclasses import fields
 
 from journeys import cli_uqabench, logs
@@ -98,15 +99,26 @@ def _tune(args) -> int:
     return 0
 
 
+_JOURNEYS_HINT = "pass the journeys/ folder written by `journeys extract`"
+
+
+def _check_truth(path: str) -> None:
+    from journeys import inputs, schema
+
+    inputs.check_dataset(path, schema.TRUTH, "truth", "pass the truth.parquet written by `journeys sample`")
+
+
 def _eval_extraction(args) -> int:
     from eval.extraction import evaluate, evaluate_groups, tag_groups
-    from journeys import io, schema
+    from journeys import inputs, io, schema
     from journeys.validation import validate_event, validate_item
 
     if bool(args.truth) == bool(args.groups):
         raise ValueError("give one reference: --truth (a sample's planted journeys) or --groups (user tags)")
+    inputs.check_dataset(args.journeys, schema.JOURNEYS, "journeys", _JOURNEYS_HINT)
+    if args.truth:
+        _check_truth(args.truth)
     journeys = io.read_table(args.journeys, columns=["user_id", "item_ids"])
-    schema.check_version(journeys.schema, "journeys", args.journeys)
     pairs = zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist())
     if args.truth:
         print(json.dumps(evaluate(pairs, io.read_table(args.truth)), indent=2))
@@ -141,6 +153,10 @@ def _eval_naming(args) -> int:
     if args.truth:
         if not args.journeys:
             raise ValueError("--truth needs --journeys: the extracted journeys to name")
+        from journeys import inputs, schema
+
+        inputs.check_dataset(args.journeys, schema.JOURNEYS, "journeys", _JOURNEYS_HINT)
+        _check_truth(args.truth)
         journeys = io.read_table(args.journeys).to_pylist()
         reference_set = sample_reference_set(journeys, args.truth)
     else:
@@ -164,20 +180,33 @@ def _eval_naming(args) -> int:
     return 0
 
 
-def _report(args) -> int:
-    from eval.report import render
+def _read_json_report(path: str, made_by: str, needs: str) -> dict:
+    """A JSON file another command wrote, or a ValueError naming the file and what it should be."""
     from journeys import io
 
-    evaluations = []
-    for path in args.eval or []:
-        fs, local = io.url_to_fs(path)
+    fs, local = io.url_to_fs(path)
+    if not fs.exists(local):
+        raise FileNotFoundError(f"'{path}' does not exist")
+    try:
         with fs.open(local, "r", encoding="utf-8") as handle:
-            evaluations.append(json.load(handle))
-    extraction = None
-    if args.extraction:
-        fs, local = io.url_to_fs(args.extraction)
-        with fs.open(local, "r", encoding="utf-8") as handle:
-            extraction = json.load(handle)
+            report = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"'{path}' is not a JSON file ({err}): pass a file written by {made_by}") from None
+    if not isinstance(report, dict) or needs not in report:
+        raise ValueError(f"'{path}' is not a report of {made_by} (no '{needs}' in it)")
+    return report
+
+
+def _report(args) -> int:
+    from eval.report import render
+    from journeys import inputs, io, schema
+
+    evaluations = [_read_json_report(path, "`journeys eval naming --out`", "strategies") for path in args.eval or []]
+    extraction = _read_json_report(args.extraction, "`journeys eval extraction`", "ari") \
+        if args.extraction else None
+    if args.named:
+        inputs.check_dataset(args.named, schema.NAMED_JOURNEYS, "named journeys",
+                             "pass the named/ folder written by `journeys name`")
     named = io.read_table(args.named).to_pylist() if args.named else []
     if not (evaluations or extraction or named):
         raise ValueError("nothing to report: give --eval, --extraction or --named")
@@ -473,39 +502,183 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PIPELINE_COMMANDS = ("extract", "name", "export", "run", "encode")
+
+
+def _paths(args) -> tuple[list[tuple[str, str | None]], list[str], list[str]]:
+    """What a command reads and writes, for the output contract: (input option, path) pairs, the
+    output folders and the output files."""
+    target = getattr(args, "target", None) or getattr(args, "source", None)
+    key = f"{args.command} {target}" if target else args.command
+    reads = {
+        "extract": ("events", "items"), "name": ("journeys", "adapter"), "export": ("named",),
+        "encode": ("journeys", "events", "users", "sequence_model"), "run": ("events", "items", "adapter"),
+        "tune pairs": ("sample", "movielens"), "tune prompt": ("train",), "tune finetune": ("train",),
+        "eval extraction": ("journeys", "truth"),
+        "eval naming": ("journeys", "truth", "movielens", "prompt_adapter", "finetune_adapter"),
+        "report": ("eval", "extraction", "named"), "convert movielens": ("src",),
+        "uqabench build": ("events", "items", "journeys"), "uqabench score": ("questions", "predictions"),
+        "uqabench pretrain": ("events", "items"), "uqabench llm": ("questions", "items"),
+        "uqabench align": ("questions", "items", "llm", "embeddings", "encoder"),
+        "uqabench evaluate": ("questions", "items", "aligned", "llm"),
+    }.get(key, ())
+    inputs = []
+    for name in reads:
+        values = getattr(args, name, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and value:
+                inputs.append((f"--{name}", value))
+    files = {"tune pairs": ["out"], "eval naming": ["out"], "report": ["out"],
+             "uqabench evaluate": ["out", "predictions"]}.get(key)
+    if files is not None:
+        out = [getattr(args, name) for name in files if getattr(args, name, None)]
+        if key == "report" and out:
+            out.append(out[0].rsplit(".", 1)[0] + ".md")
+        return inputs, [], out
+    folders = [getattr(args, name) for name in ("out", "export_to") if getattr(args, name, None)]
+    return inputs, folders, []
+
+
+class _Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM. Beam re-raises an exception from inside a running step as a RuntimeError
+    that names the step, so the signal is also recorded: whatever the exception that reaches
+    ``main``, a signalled run ends with one line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_signalled: list[int] = []
+
+
+def _on_signal(signum, frame):
+    import logging
+
+    _signalled.append(signum)
+    # What Beam logs or its threads print while it unwinds (each running step's error, a worker
+    # that went away, with tracebacks) says nothing the user needs: the one line main prints does.
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda _args: None
+    raise _Stopped(signum)
+
+
+def _subcommand(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that ``args`` ran, e.g. that of `journeys eval naming`."""
+    command = parser
+    for name in ("command", "target", "source"):
+        value = getattr(args, name, None)
+        sub = next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
+        if value and sub is not None and value in sub.choices:
+            command = sub.choices[value]
+    return command
+
+
+def _option_strings(command: argparse.ArgumentParser) -> list[str]:
+    return sorted(s for a in command._actions for s in a.option_strings)  # noqa: SLF001
+
+
+def _unknown_options(parser: argparse.ArgumentParser, args, extra: list[str]) -> str:
+    """The error for options argparse did not take, with the closest option of that command."""
+    import difflib
+
+    from pipelines.arguments import given_options
+
+    command = _subcommand(parser, args)
+    known = _option_strings(command)
+    unknown = given_options(extra) or extra
+    close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.7)
+    hint = f": did you mean {close[0]}?" if close else f"; see `{command.prog} --help`"
+    return f"unknown option {unknown[0]}{hint}" if unknown[0].startswith("-") else \
+        f"unrecognized arguments: {' '.join(extra)}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("extract", "name", "export", "run", "encode"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and args.command not in PIPELINE_COMMANDS:
+        print(f"journeys {args.command}: error: {_unknown_options(parser, args, extra)}", file=sys.stderr)
+        return 2
     logs.configure(args.verbose)
     from journeys.inputs import InputError
+    from journeys.outputs import OutputError
 
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started ignoring it
+            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+    _signalled.clear()
     try:
-        if args.command == "export":
-            return _export(args, extra)
-        if args.command == "run":
-            return _run(args, extra)
-        if args.command == "sample":
-            return _sample(args)
-        if args.command == "extract":
-            return _extract(args, extra)
-        if args.command == "name":
-            return _name(args, extra)
-        if args.command == "tune":
-            return _tune_pairs(args) if args.target == "pairs" else _tune(args)
-        if args.command == "encode":
-            return _encode(args, extra)
-        if args.command == "uqabench":
-            return cli_uqabench.run(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "eval":
-            return _eval_extraction(args) if args.target == "extraction" else _eval_naming(args)
-        return _convert_movielens(args)
-    except (InputError, FileNotFoundError, ValueError) as err:
-        print(f"journeys {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        if args.command in PIPELINE_COMMANDS:
+            from pipelines import arguments
+
+            arguments.check(args.command, extra, _option_strings(_subcommand(parser, args)))
+            if args.command in ("name", "run"):
+                arguments.check_namer(args.namer, list(argv if argv is not None else sys.argv[1:]))
+        return _with_outputs_claimed(args, extra)
+    except BaseException as err:
+        if _signalled or isinstance(err, KeyboardInterrupt):
+            terminated = signal.SIGTERM in _signalled
+            print(f"journeys {args.command}: stopped by {'SIGTERM' if terminated else 'interrupt (Ctrl-C)'}; what "
+                  "it was writing is incomplete and carries no summary: run the command again (it cleans up "
+                  "what this run left)", file=sys.stderr)
+            return 143 if terminated else 130
+        # An input, output or option to fix, or a file that cannot be read or written: the message
+        # names it. Anything else is a bug, and its traceback is kept.
+        if isinstance(err, InputError | OutputError | ValueError | OSError):
+            print(f"journeys {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
+        if _signalled:
+            import logging
+
+            logging.disable(logging.NOTSET)
+            threading.excepthook = threading.__excepthook__
+
+
+def _with_outputs_claimed(args, extra: list[str]) -> int:
+    """The output contract (journeys.outputs) before any work: every output checked, folders held."""
+    import contextlib
+
+    from journeys import outputs
+
+    inputs, folders, files = _paths(args)
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(outputs.claim(folder, inputs))
+        for file in files:
+            outputs.check_file_target(file, inputs)
+        return _dispatch(args, extra)
+
+
+def _dispatch(args, extra: list[str]) -> int:
+    if args.command == "export":
+        return _export(args, extra)
+    if args.command == "run":
+        return _run(args, extra)
+    if args.command == "sample":
+        return _sample(args)
+    if args.command == "extract":
+        return _extract(args, extra)
+    if args.command == "name":
+        return _name(args, extra)
+    if args.command == "tune":
+        return _tune_pairs(args) if args.target == "pairs" else _tune(args)
+    if args.command == "encode":
+        return _encode(args, extra)
+    if args.command == "uqabench":
+        return cli_uqabench.run(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "eval":
+        return _eval_extraction(args) if args.target == "extraction" else _eval_naming(args)
+    return _convert_movielens(args)
 
 
 if __name__ == "__main__":

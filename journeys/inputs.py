@@ -1,31 +1,60 @@
-"""Up-front checks of input files, so that a wrong file fails in a second with a clear message."""
+"""The input contract every command keeps before it does any work: each input file is checked, so
+that a wrong file fails in a second with a message naming it and saying what to do.
+
+- Raw tables (events, items, users): every file behind the path, however many, must have a format
+  this tool reads (``.parquet``, ``.csv``, ``.jsonl``, ``.json``, and ``.csv.gz`` / ``.jsonl.gz``;
+  anything else is refused by name, never skipped), be readable and have the required columns. A
+  Parquet file one of our steps wrote must be of a schema version this release reads.
+- Our own datasets (journeys, named journeys, embeddings): every file must be Parquet with the
+  expected schema name (the dataset kind: a ``transient/`` or ``dead_letter/`` folder is not
+  ``journeys``) and version and the expected columns, and the folder must match what the step that
+  wrote it recorded in the ``summary.json`` beside it (its files and row count): a folder whose step
+  did not finish, or that lost or gained a file since, is refused.
+
+Problems inside a readable file are per row: the row goes to the dead letters with a reason.
+"""
 
 from __future__ import annotations
+
+import json
+import posixpath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from journeys import io, schema
 
-_CHECK_AT_MOST = 20  # files whose header is read before the run; the rest are checked row by row
+SUMMARY = "summary.json"
 
 
 class InputError(ValueError):
     """An input the user must fix; the message says what and where."""
 
 
-def check_columns(path: str, required: tuple[str, ...], what: str) -> None:
+def _files(path: str, what: str) -> list[str]:
     try:
-        files = io.list_input_files(path)
+        return io.list_input_files(path)
     except FileNotFoundError as err:
         raise InputError(f"{what}: {err}") from None
-    for file in files[:_CHECK_AT_MOST]:
+
+
+def check_columns(path: str, required: tuple[str, ...], what: str) -> list[str]:
+    """Every file of a raw table: a readable format with the ``required`` columns. Returns the files."""
+    files = _files(path, what)
+    for file in files:
         try:
             columns = io.read_columns(file)
-        except ValueError as err:
+            if io.file_format(file) == "parquet":
+                with io.open_input(file) as handle:
+                    _check_version(pq.ParquetFile(handle).schema_arrow, file)
+        except (ValueError, UnicodeDecodeError) as err:
+            if isinstance(err, pa.ArrowException) or isinstance(err, UnicodeDecodeError):
+                raise InputError(f"{what} file '{file}' cannot be read ({err}); check that it is a complete "
+                                 "file of the format its name says") from None
             raise InputError(f"{what}: {err}") from None
-        except Exception as err:  # an unreadable file: say which one
-            raise InputError(f"{what} file '{file}' cannot be read: {err}") from None
+        except Exception as err:  # an unreadable file (damaged, truncated, not what its name says)
+            raise InputError(f"{what} file '{file}' cannot be read ({type(err).__name__}: {err}); "
+                             "check that it is a complete file of the format its name says") from None
         if not columns:
             continue  # an empty file holds no rows; nothing is lost
         missing = [c for c in required if c not in columns]
@@ -34,27 +63,40 @@ def check_columns(path: str, required: tuple[str, ...], what: str) -> None:
                 f"{what} file '{file}' has no column {', '.join(repr(m) for m in missing)} "
                 f"(it has: {', '.join(columns) or 'no columns'}); required: {', '.join(required)}"
             )
+    return files
+
+
+def _check_version(found: pa.Schema, file: str) -> None:
+    """A raw input may be any of our tables (or none), but of a schema version this release reads."""
+    kind = (found.metadata or {}).get(b"journeys.schema", b"").decode()
+    if kind:
+        schema.check_version(found, kind, file)
 
 
 def check_dataset(path: str, expected: pa.Schema, what: str, hint: str) -> list[str]:
     """The files of a Parquet dataset one of our steps wrote, or an InputError naming what is wrong:
-    a missing folder, a file that is not Parquet or cannot be read, another schema or version, a
-    missing column. ``hint`` says which folder to pass (e.g. "pass the named/ folder written by
-    `journeys name`")."""
+    a missing folder, a file that is not Parquet or cannot be read, another dataset kind or schema
+    version, a missing column, or a folder that does not match its step's summary. ``hint`` says
+    which folder to pass (e.g. "pass the named/ folder written by `journeys name`")."""
     name = expected.metadata[b"journeys.schema"].decode()
-    try:
-        files = io.list_input_files(path)
-    except FileNotFoundError as err:
-        raise InputError(f"{what}: {err}") from None
+    files = _files(path, what)
     for file in files:
-        if io.file_format(file) != "parquet":
-            raise InputError(f"{what}: '{file}' is not Parquet; {hint}")
-        fs, stripped = io.url_to_fs(file)
         try:
-            with fs.open(stripped, "rb") as handle:
+            fmt = io.file_format(file)
+        except ValueError:
+            fmt = None
+        if fmt != "parquet":
+            raise InputError(f"{what}: '{file}' is not Parquet; {hint}")
+        try:
+            with io.open_input(file) as handle:
                 found = pq.ParquetFile(handle).schema_arrow
         except Exception as err:  # an unreadable file: say which one
-            raise InputError(f"{what} file '{file}' cannot be read: {err}") from None
+            raise InputError(f"{what} file '{file}' cannot be read ({type(err).__name__}: {err}); "
+                             f"re-run the step that wrote it") from None
+        kind = (found.metadata or {}).get(b"journeys.schema", b"").decode()
+        if kind != name:
+            held = f"'{kind}' records" if kind else "a table this tool did not write"
+            raise InputError(f"{what} file '{file}' holds {held}, expected '{name}'; {hint}")
         try:
             schema.check_version(found, name, file)
         except ValueError as err:
@@ -62,7 +104,56 @@ def check_dataset(path: str, expected: pa.Schema, what: str, hint: str) -> list[
         missing = [c for c in expected.names if c not in found.names]
         if missing:
             raise InputError(f"{what} file '{file}' has no column {', '.join(map(repr, missing))}")
+    check_complete(path, what, hint)
     return files
+
+
+def describe_dataset(folder: str) -> dict:
+    """A published dataset's files (relative to it, sorted) and rows, as recorded in summaries."""
+    files = io.list_input_files(folder)
+    rows = 0
+    for file in files:
+        if io.file_format(file) == "parquet":
+            with io.open_input(file) as handle:
+                rows += pq.ParquetFile(handle).metadata.num_rows
+        else:
+            with io.open_input(file) as handle:
+                rows += sum(1 for line in handle if line.strip())
+    _, base = io.url_to_fs(folder)
+    relative = sorted(posixpath.relpath(io.url_to_fs(f)[1], base.rstrip("/")) for f in files)
+    return {"files": relative, "rows": rows}
+
+
+def check_complete(path: str, what: str, hint: str) -> None:
+    """A dataset folder against the ``summary.json`` its step wrote beside it, last, on success."""
+    fs, stripped = io.url_to_fs(path)
+    if not fs.isdir(stripped):
+        return  # one file or a glob: a part chosen on purpose, nothing to compare with
+    folder = stripped.rstrip("/")
+    parent, name = posixpath.split(folder)
+    summary_path = io._with_protocol(fs, f"{parent}/{SUMMARY}")
+    if not fs.exists(f"{parent}/{SUMMARY}"):
+        raise InputError(f"{what} '{path}' has no {SUMMARY} beside it ({summary_path}): the step that wrote it "
+                         f"did not finish (it was stopped, failed or is still running), or the folder was copied "
+                         f"without it; re-run that step ({hint})")
+    try:
+        with fs.open(f"{parent}/{SUMMARY}", "r", encoding="utf-8") as handle:
+            recorded = json.load(handle).get("outputs", {}).get(name)
+    except (ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise InputError(f"{summary_path} does not record the '{name}' dataset (an older release, or not "
+                         f"this dataset's summary): re-run the step that wrote '{path}' ({hint})")
+    found = describe_dataset(path)
+    if found != {"files": recorded.get("files"), "rows": recorded.get("rows")}:
+        missing = sorted(set(recorded.get("files") or []) - set(found["files"]))
+        extra = sorted(set(found["files"]) - set(recorded.get("files") or []))
+        changes = "".join([f"; missing: {', '.join(missing)}" if missing else "",
+                           f"; not written by that step: {', '.join(extra)}" if extra else ""])
+        raise InputError(f"{what} '{path}' does not match {summary_path}: it records "
+                         f"{len(recorded.get('files') or [])} files and {recorded.get('rows')} rows, the folder "
+                         f"holds {len(found['files'])} files and {found['rows']} rows{changes}; re-run the step "
+                         "that wrote it")
 
 
 def check_inputs(events: str, items: str) -> None:

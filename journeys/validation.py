@@ -21,6 +21,41 @@ _MS_FROM, _US_FROM, _NS_FROM = 1e11, 1e14, 1e17
 
 
 @dataclass(frozen=True)
+class TimeWindow:
+    """The times an event may plausibly have; others are dead-lettered as ``implausible_timestamp``.
+
+    The default is fixed (not "now"), so that the same input gives the same output on any day: it
+    starts before any web-scale activity log (1995) and ends at 2100. With it, every way of reading
+    an epoch number lands apart: seconds are 7.9e8 to 4.1e9, milliseconds 7.9e11 to 4.1e12,
+    microseconds and nanoseconds 1e3 and 1e6 times that; a number between these bands (e.g. 1e11,
+    which as milliseconds is 1973) is out of the window whatever unit it was meant in."""
+
+    start_us: int
+    end_us: int
+
+    @classmethod
+    def between(cls, start: str, end: str) -> TimeWindow:
+        """From two ISO-8601 times or dates (UTC when no zone is given)."""
+        try:
+            first, last = parse_timestamp(start), parse_timestamp(end)
+        except _Reject as reject:
+            raise ValueError(f"timestamp window: {reject.detail}") from None
+        if first >= last:
+            raise ValueError(f"timestamp window: {start} is not before {end}")
+        return cls(first, last)
+
+    def describe(self) -> str:
+        return f"{_iso(self.start_us)} to {_iso(self.end_us)}"
+
+
+def _iso(micros: int) -> str:
+    return (_EPOCH + dt.timedelta(microseconds=micros)).isoformat().replace("+00:00", "Z")
+
+
+DEFAULT_WINDOW_START, DEFAULT_WINDOW_END = "1995-01-01", "2100-01-01"
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     source: str  # events | items
     reason: str  # a short, stable code to count by
@@ -169,7 +204,29 @@ def _tags(row: dict) -> tuple[str, ...]:
     return tuple(tags)
 
 
-def validate_event(row: dict) -> tuple[Event | None, DeadLetter | None]:
+def epoch_unit(number: float) -> str:
+    """How an epoch number is read, by its magnitude (see ``TimeWindow``)."""
+    magnitude = abs(number)
+    return ("nanoseconds" if magnitude >= _NS_FROM else "microseconds" if magnitude >= _US_FROM
+            else "milliseconds" if magnitude >= _MS_FROM else "seconds")
+
+
+def _plausible(ts: int, value: Any, window: TimeWindow) -> int:
+    if window.start_us <= ts < window.end_us:
+        return ts
+    how = ""
+    try:
+        how = f" (read as epoch {epoch_unit(float(value))})"
+    except (TypeError, ValueError):
+        pass
+    raise _Reject("implausible_timestamp", f"timestamp {value!r} is {_iso(ts)}{how}, outside the plausible "
+                  f"window {window.describe()} (--min_timestamp / --max_timestamp)")
+
+
+DEFAULT_WINDOW = TimeWindow.between(DEFAULT_WINDOW_START, DEFAULT_WINDOW_END)
+
+
+def validate_event(row: dict, window: TimeWindow = DEFAULT_WINDOW) -> tuple[Event | None, DeadLetter | None]:
     user_id = item_id = None
     try:
         user_id = _identifier(row, "user_id")
@@ -177,7 +234,7 @@ def validate_event(row: dict) -> tuple[Event | None, DeadLetter | None]:
         event = Event(
             user_id=user_id,
             item_id=item_id,
-            ts=parse_timestamp(row.get("timestamp")),
+            ts=_plausible(parse_timestamp(row.get("timestamp")), row.get("timestamp"), window),
             weight=_weight(row),
             event_type=_optional_text(row, "event_type"),
         )

@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from journeys import io, schema
 from journeys.inputs import check_columns, check_dataset
 from journeys.validation import DeadLetter, validate_event
-from pipelines.options import CommonOptions, run_and_summarise
+from pipelines.options import CommonOptions, run_and_summarise, time_window
 from pipelines.transforms import Publish, ReadRows, WriteShards
 from tuning.user_encoders import USER_ENCODERS, create_user_encoder
 
@@ -100,21 +100,22 @@ class _KeyEvent(beam.DoFn):
     """Parsed event rows -> (user_id, ("events", {item_id, ts})), or a dead letter: an invalid row
     (the reasons of extract) or an item the sequence encoder cannot embed (``unknown_item``)."""
 
-    def __init__(self, encoder: str, options: dict):
-        self.encoder_name, self.options = encoder, options
+    def __init__(self, encoder: str, options: dict, window):
+        self.encoder_name, self.options, self.window = encoder, options, window
         self.known = None
 
     def setup(self):
         self.known = create_user_encoder(self.encoder_name, **self.options).knows
 
     def process(self, parsed):
-        row, problem = parsed
+        row, problem, file, number = parsed
         if row is None:
             yield beam.pvalue.TaggedOutput("dead", DeadLetter("events", "malformed_row", problem).to_record())
             return
-        event, dead = validate_event(row)
+        event, dead = validate_event(row, self.window)
         if dead is not None:
-            yield beam.pvalue.TaggedOutput("dead", dead.to_record())
+            yield beam.pvalue.TaggedOutput("dead", {**dead.to_record(),
+                                                    "detail": f"{file} row {number}: {dead.detail}"})
         elif not self.known(event.item_id):
             yield beam.pvalue.TaggedOutput("dead", DeadLetter(
                 "events", "unknown_item", f"item {event.item_id} is not in the {self.encoder_name} encoder's "
@@ -176,12 +177,14 @@ class _Summarise:
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     opts, common = options.view_as(EncodeOptions), options.view_as(CommonOptions)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
+    window = time_window(options)
     options = encoder_options(opts, common)
     encoder = create_user_encoder(opts.user_encoder, **options)
     kind = encoder.input
     if kind == "events":
-        parsed = pipeline | "Read_events" >> ReadRows(common.events)
-        rows = parsed | "Key_events" >> beam.ParDo(_KeyEvent(opts.user_encoder, options)).with_outputs("dead", "keyed")
+        parsed = pipeline | "Read_events" >> ReadRows(common.events, numbered=True)
+        rows = parsed | "Key_events" >> beam.ParDo(_KeyEvent(opts.user_encoder, options, window)).with_outputs(
+            "dead", "keyed")
     else:
         parsed = pipeline | "Read_journeys" >> ReadRows(common.journeys)
         rows = parsed | "Key_journeys" >> beam.ParDo(_KeyByUser("journeys")).with_outputs("dead", "keyed")
@@ -240,6 +243,11 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     for name, value in ((kind, getattr(common, kind)), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required: the {opts.user_encoder} encoder reads {kind}")
+    unread = "events" if kind == "journeys" else "journeys"
+    if getattr(common, unread):
+        raise ValueError(f"--{unread} does not apply to the {opts.user_encoder} encoder: it reads {kind} "
+                         f"(--{kind}); leave --{unread} out")
+    time_window(options)  # a bad --min_timestamp / --max_timestamp fails now
     if kind == "journeys":
         check_dataset(common.journeys, schema.JOURNEYS, "journeys",
                       "pass the journeys/ folder written by `journeys extract`")
@@ -247,4 +255,5 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         check_columns(common.events, ("user_id", "item_id", "timestamp"), "events")
     if opts.users:
         check_columns(opts.users, ("user_id",), "users")
-    return run_and_summarise(options, build, save_main_session)
+    return run_and_summarise(options, build, save_main_session, inputs=[
+        (f"--{kind}", getattr(common, kind)), ("--users", opts.users), ("--sequence_model", opts.sequence_model)])

@@ -187,7 +187,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     if opts.top_items < 1 or opts.export_shards < 1:
         raise ValueError("--top_items and --export_shards must be at least 1")
     check_named(opts.named)  # a clear error now, with the destination untouched
-    return run_and_summarise(options, build, save_main_session, marker=MANIFEST)
+    return run_and_summarise(options, build, save_main_session, marker=MANIFEST, inputs=[("--named", opts.named)])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ summary's counts add up (``events.balanced``). Runs on the local portable runner
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import time
 import typing
@@ -20,6 +22,9 @@ import uuid
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from journeys import centring, io, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, embed_items, model_identity
@@ -31,7 +36,7 @@ from journeys.representation import document_terms
 from journeys.user_extraction import ExtractionSettings, extract_user
 from journeys.validation import DeadLetter, validate_event, validate_item
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
-from pipelines.options import CommonOptions, run_and_summarise
+from pipelines.options import CommonOptions, run_and_summarise, time_window
 from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts
 
 log = logging.getLogger(__name__)
@@ -94,23 +99,39 @@ def extractor_params(opts: ExtractOptions) -> dict:
 # ---- validation -------------------------------------------------------------------------------
 
 class _Validate(beam.DoFn):
-    """Parsed rows -> clean records (main output) or dead letters (tagged 'dead')."""
+    """Numbered parsed rows -> clean records (main output) or dead letters (tagged 'dead') that name
+    the file and row; and per-file counts (tagged 'files'), so that each file's rows can be balanced."""
 
     def __init__(self, source: str, validate):
         self.source, self.validate = source, validate
         self.rows = Metrics.counter("extract", f"{source}_read")
 
+    def start_bundle(self):
+        self.file_counts: dict[str, int] = {}
+
+    def _count(self, what: str, file: str) -> None:
+        key = f"file.{self.source}.{what}.{file}"
+        self.file_counts[key] = self.file_counts.get(key, 0) + 1
+
     def process(self, parsed):
-        row, problem = parsed
+        row, problem, file, number = parsed
         self.rows.inc()
+        self._count("read", file)
         if row is None:
+            self._count("rejected", file)
             yield beam.pvalue.TaggedOutput("dead", DeadLetter(self.source, "malformed_row", problem))
             return
         clean, dead = self.validate(row)
         if dead is not None:
-            yield beam.pvalue.TaggedOutput("dead", dead)
+            self._count("rejected", file)
+            yield beam.pvalue.TaggedOutput("dead", dataclasses.replace(dead, detail=f"{file} row {number}: "
+                                                                       f"{dead.detail}"))
         else:
             yield clean
+
+    def finish_bundle(self):
+        for key, count in self.file_counts.items():  # one count per file and bundle, not per row
+            yield beam.pvalue.TaggedOutput("files", WindowedValue((key, count), MIN_TIMESTAMP, [GlobalWindow()]))
 
 
 def _one_item_per_id(element):
@@ -324,6 +345,11 @@ class Summarise:
             return {k[len(prefix):]: v for k, v in sorted(counts.items()) if k.startswith(prefix)}
 
         event_rejects, item_rejects = rejected("events"), rejected("items")
+        files: dict[str, dict[str, dict[str, int]]] = {"events": {}, "items": {}}
+        for key, count in counts.items():
+            if key.startswith("file."):  # file.<source>.<read|rejected>.<path>
+                _, source, what, path = key.split(".", 3)
+                files[source].setdefault(path, {"read": 0, "rejected": 0})[what] = count
         events = {
             "read": counts.get("events_read", 0),
             "in_journeys": counts.get("events_in_journeys", 0),
@@ -359,6 +385,7 @@ class Summarise:
             },
             "journeys": counts.get("journeys", 0),
             "transient_clusters": counts.get("transient_clusters", 0),
+            "files": files,  # per input file: rows read and rejected (a file with no rows is absent)
         }
 
 
@@ -372,13 +399,14 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     model = model_identity(opts.embedding_model)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
+    validate_events = functools.partial(validate_event, window=time_window(options))
     events = (
-        pipeline | "ReadEvents" >> ReadRows(common.events)
-        | "ValidateEvents" >> beam.ParDo(_Validate("events", validate_event)).with_outputs("dead", main="ok")
+        pipeline | "ReadEvents" >> ReadRows(common.events, numbered=True)
+        | "ValidateEvents" >> beam.ParDo(_Validate("events", validate_events)).with_outputs("dead", "files", main="ok")
     )
     items = (
-        pipeline | "ReadItems" >> ReadRows(opts.items)
-        | "ValidateItems" >> beam.ParDo(_Validate("items", validate_item)).with_outputs("dead", main="ok")
+        pipeline | "ReadItems" >> ReadRows(opts.items, numbered=True)
+        | "ValidateItems" >> beam.ParDo(_Validate("items", validate_item)).with_outputs("dead", "files", main="ok")
     )
     unique_items = (
         items.ok
@@ -473,6 +501,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     counts = (
         (
             extracted.counts,
+            events.files,
+            items.files,
             dead | "RejectReasons" >> beam.Map(lambda d: (f"rejected.{d.source}.{d.reason}", 1)),
             (events.ok, events.dead) | "EventsRead" >> beam.Flatten()
             | "EventsReadOnes" >> beam.Map(lambda _: ("events_read", 1)),
@@ -512,8 +542,10 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     for name, value in (("events", common.events), ("items", opts.items), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required")
+    time_window(options)  # a bad --min_timestamp / --max_timestamp fails now
     check_inputs(common.events, opts.items)
-    return run_and_summarise(options, build, save_main_session)
+    return run_and_summarise(options, build, save_main_session,
+                             inputs=[("--events", common.events), ("--items", opts.items)])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
 from journeys.embedding import DEFAULT_MODEL
+from journeys.inputs import check_dataset
 from journeys.naming import NAMERS, Namer, create_namer
 from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise
@@ -163,11 +164,15 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     for name, value in (("journeys", common.journeys), ("out", common.out)):
         if not value:
             raise ValueError(f"--{name} is required")
-    io.list_input_files(common.journeys)  # a clear error now if the dataset is missing
+    # A clear error now, before any model is loaded: a missing or incomplete journeys/ folder, or
+    # another dataset (transient/, dead_letter/) passed by mistake.
+    check_dataset(common.journeys, schema.JOURNEYS, "journeys",
+                  "pass the journeys/ folder written by `journeys extract`")
     if opts.namer in ("prompt-tuned", "fine-tuned") and not opts.adapter:
         raise ValueError(f"the {opts.namer} namer needs --adapter: a folder made by `journeys tune`")
     if opts.adapter:
         from journeys.naming.llm import check_adapter
 
         check_adapter(opts.namer, opts.adapter)
-    return run_and_summarise(options, build, save_main_session)
+    return run_and_summarise(options, build, save_main_session,
+                             inputs=[("--journeys", common.journeys), ("--adapter", opts.adapter)])

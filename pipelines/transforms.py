@@ -17,17 +17,19 @@ import apache_beam as beam
 import pyarrow as pa
 
 from journeys import io
+from journeys.inputs import describe_dataset
 
 log = logging.getLogger(__name__)
 
 
 class ReadRows(beam.PTransform):
     """Every row of every data file behind ``path`` as ``(row_dict, None)``, or ``(None, why)`` for a
-    line that could not be parsed. Files are listed inside the pipeline, on a worker."""
+    line that could not be parsed. With ``numbered``, ``(row, why, file, number)``: where each row
+    came from. Files are listed inside the pipeline, on a worker."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, numbered: bool = False):
         super().__init__()
-        self.path = path
+        self.path, self.numbered = path, numbered
 
     def expand(self, pbegin):
         return (
@@ -35,8 +37,13 @@ class ReadRows(beam.PTransform):
             | "Path" >> beam.Create([self.path])
             | "ListFiles" >> beam.FlatMap(io.list_input_files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "Parse" >> beam.FlatMap(io.iter_rows)
+            | "Parse" >> beam.FlatMap(_numbered_rows if self.numbered else io.iter_rows)
         )
+
+
+def _numbered_rows(file: str):
+    for row, problem, number in io.iter_numbered_rows(file):
+        yield row, problem, file, number
 
 
 def _stable_shard(key: str, shards: int) -> int:
@@ -121,6 +128,9 @@ class Publish(beam.DoFn):
                 self.write_empty(schema, staged)
             io.move_folder(staged, io.join(self.out, name))
         io.remove(self.staging)
+        # What a later step checks its input against: a folder that lost or gained a file since
+        # does not match (journeys.inputs.check_complete).
+        summary["outputs"] = {name: describe_dataset(io.join(self.out, name)) for name in self.datasets}
         summary["wall_seconds"] = round(time.time() - self.started_at, 2)
         io.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", marker)
         log.info("wrote %s", marker)

@@ -60,7 +60,8 @@ def test_convert_movielens(tmp_path, capsys):
 
 
 def test_convert_movielens_reports_a_missing_file(tmp_path, capsys):
-    assert cli.main(["convert", "movielens", "--src", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    (tmp_path / "src").mkdir()
+    assert cli.main(["convert", "movielens", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "o")]) == 2
     assert "ratings.csv" in capsys.readouterr().err
 
 

@@ -41,8 +41,9 @@ def test_finetune_then_name_with_the_adapter_through_the_pipeline(pairs_file, ti
 def test_naming_errors_are_clear_before_anything_runs(journeys_dir, tmp_path, capsys):
     assert cli.main(["name", "--journeys", journeys_dir, "--out", str(tmp_path), "--namer", "prompt-tuned"]) == 2
     assert "needs --adapter" in capsys.readouterr().err
-    assert cli.main(["name", "--journeys", journeys_dir, "--out", str(tmp_path), "--namer", "fine-tuned",
-                     "--adapter", str(tmp_path)]) == 2
+    (tmp_path / "adapter").mkdir()  # apart from --out: an output inside an input is refused
+    assert cli.main(["name", "--journeys", journeys_dir, "--out", str(tmp_path / "o"), "--namer", "fine-tuned",
+                     "--adapter", str(tmp_path / "adapter")]) == 2
     assert "journeys_adapter.json is missing" in capsys.readouterr().err
     assert cli.main(["tune", "prompt", "--train", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "a")]) == 2
     assert "none.jsonl" in capsys.readouterr().err

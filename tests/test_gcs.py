@@ -55,12 +55,14 @@ def test_extract_reads_and_writes_gs_paths(gcs, small_sample, embedding_cache):
     journeys = io.read_table(f"{gcs}/run/journeys")
     assert journeys.num_rows == summary["journeys"]
     listing = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/run"))
-    assert listing == ["dead_letter", "journeys", "summary.json", "transient"]  # staging folder is gone
+    assert listing == ["dead_letter", "journeys", "summary.json", "transient", "users"]  # staging folder is gone
 
 
 def test_export_reads_and_writes_gs_paths(gcs, journeys_run):
     fs = fsspec.filesystem("gcs")
     fs.put(journeys_run["named"], f"{BUCKET}/named", recursive=True)
+    # The name step's summary beside it: export checks the folder against it.
+    fs.put(str(Path(journeys_run["named"]).parent / "summary.json"), f"{BUCKET}/summary.json")
     fs.pipe(f"{BUCKET}/export/journey_labels/part-00009.parquet", b"stale")  # a previous export's leftover
     manifest = export.run(["--named", f"{gcs}/named", "--out", f"{gcs}/export"], save_main_session=False)
     labels = io.read_table(f"{gcs}/export/journey_labels")

@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import torch
+from step_outputs import write_step_output
 
 from journeys import cli, io, schema
 from journeys.inputs import InputError
@@ -54,7 +55,7 @@ def test_users_that_cannot_be_encoded_go_to_the_dead_letters_with_the_reason(jou
     rows = io.read_table(journeys_dir).to_pylist()
     broken_user = rows[0]["user_id"]
     rows[0]["centroid"] = rows[0]["centroid"][:10]
-    io.write_table(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), str(tmp_path / "journeys" / "part.parquet"))
+    write_step_output(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), tmp_path / "journeys", "part.parquet")
     users = tmp_path / "users.jsonl"
     users.write_text('{"user_id": "nobody-with-journeys"}\n{"user_id": ""}\n{oops\n')
     summary = _encode(tmp_path / "out", "--journeys", str(tmp_path / "journeys"), "--users", str(users))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from step_outputs import write_step_output
 
 from journeys import cli, io, schema
 from journeys.inputs import InputError
@@ -107,7 +108,7 @@ def test_a_failed_export_never_leaves_output_that_looks_complete(journeys_run, t
     rows = io.read_table(journeys_run["named"]).to_pylist()
     rows[0]["name"] = None
     loose = pa.schema([f.with_nullable(True) for f in schema.NAMED_JOURNEYS], metadata=schema.NAMED_JOURNEYS.metadata)
-    io.write_table(pa.Table.from_pylist(rows, schema=loose), str(tmp_path / "bad" / "part.parquet"))
+    write_step_output(pa.Table.from_pylist(rows, schema=loose), tmp_path / "bad", "part.parquet")
     for out in (good, tmp_path / "fresh"):
         with pytest.raises(Exception, match="non-nullable"):
             _export(str(tmp_path / "bad"), out, "--export_shards", "4")
@@ -117,7 +118,7 @@ def test_a_failed_export_never_leaves_output_that_looks_complete(journeys_run, t
 
 
 def test_an_empty_named_dataset_exports_an_empty_table(tmp_path):
-    io.write_table(schema.NAMED_JOURNEYS.empty_table(), str(tmp_path / "named" / "part-00000.parquet"))
+    write_step_output(schema.NAMED_JOURNEYS.empty_table(), tmp_path / "named")
     manifest = _export(str(tmp_path / "named"), tmp_path / "out", "--format", "jsonl")
     assert (manifest["rows"], manifest["users"], manifest["input_rows"]) == (0, 0, 0)
     assert (tmp_path / "out" / "journey_labels" / "part-00000.jsonl").read_text() == ""

@@ -1,6 +1,7 @@
 """The naming pipeline: RunInference with our ModelHandler, on the extraction test run's journeys."""
 
 import pyarrow as pa
+from step_outputs import write_step_output
 
 from journeys import io, schema
 from pipelines import name
@@ -25,7 +26,7 @@ def test_a_journey_that_cannot_be_named_is_dead_lettered_not_lost(journeys_dir, 
     table = io.read_table(journeys_dir)
     rows = table.to_pylist()
     rows[0]["centroid"] = [0.5, 0.5]  # the wrong width for the model: naming this user must fail
-    io.write_table(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), str(tmp_path / "in" / "part.parquet"))
+    write_step_output(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), tmp_path / "in", "part.parquet")
     summary = name.run(["--journeys", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--batch_size", "1"],
                        save_main_session=False)
     assert summary["balanced"] and summary["failed"] >= 1 and summary["named"] == len(rows) - summary["failed"]

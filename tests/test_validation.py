@@ -29,17 +29,17 @@ def test_timestamps_in_every_accepted_form_normalise_to_the_same_utc_moment(valu
 @pytest.mark.parametrize(
     "row, reason",
     [
-        ({"user_id": None, "item_id": "i", "timestamp": 1}, "missing_user_id"),
-        ({"user_id": "  ", "item_id": "i", "timestamp": 1}, "missing_user_id"),
-        ({"user_id": "u", "item_id": None, "timestamp": 1}, "missing_item_id"),
+        ({"user_id": None, "item_id": "i", "timestamp": 1_700_000_000}, "missing_user_id"),
+        ({"user_id": "  ", "item_id": "i", "timestamp": 1_700_000_000}, "missing_user_id"),
+        ({"user_id": "u", "item_id": None, "timestamp": 1_700_000_000}, "missing_item_id"),
         ({"user_id": "u", "item_id": "i", "timestamp": None}, "missing_timestamp"),
         ({"user_id": "u", "item_id": "i", "timestamp": "last tuesday"}, "bad_timestamp"),
         ({"user_id": "u", "item_id": "i", "timestamp": float("inf")}, "bad_timestamp"),
         ({"user_id": "u", "item_id": "i", "timestamp": True}, "bad_timestamp"),
-        ({"user_id": ["u"], "item_id": "i", "timestamp": 1}, "bad_user_id"),
-        ({"user_id": 1.5, "item_id": "i", "timestamp": 1}, "bad_user_id"),
-        ({"user_id": "u", "item_id": "i", "timestamp": 1, "weight": "heavy"}, "bad_weight"),
-        ({"user_id": "u", "item_id": "i", "timestamp": 1, "weight": -1}, "bad_weight"),
+        ({"user_id": ["u"], "item_id": "i", "timestamp": 1_700_000_000}, "bad_user_id"),
+        ({"user_id": 1.5, "item_id": "i", "timestamp": 1_700_000_000}, "bad_user_id"),
+        ({"user_id": "u", "item_id": "i", "timestamp": 1_700_000_000, "weight": "heavy"}, "bad_weight"),
+        ({"user_id": "u", "item_id": "i", "timestamp": 1_700_000_000, "weight": -1}, "bad_weight"),
     ],
 )
 def test_bad_event_rows_are_dead_lettered_with_a_reason_and_the_row(row, reason):
@@ -52,7 +52,7 @@ def test_bad_event_rows_are_dead_lettered_with_a_reason_and_the_row(row, reason)
 
 
 def test_integer_ids_become_strings_and_weight_defaults_to_one():
-    event, dead = validate_event({"user_id": 7, "item_id": 42.0, "timestamp": 0})
+    event, dead = validate_event({"user_id": 7, "item_id": 42.0, "timestamp": 1_700_000_000})
     assert dead is None
     assert (event.user_id, event.item_id, event.weight) == ("7", "42", 1.0)
 

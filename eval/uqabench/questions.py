@@ -71,7 +71,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 
 import numpy as np
@@ -393,9 +393,14 @@ class Inputs:
 def _validated(path: str, source: str, validate, rows: Counter):
     """(clean, None) or (None, dead letter) for every row of every file behind ``path``."""
     for file in io.list_input_files(path):
-        for row, problem in io.iter_rows(file):
+        for row, problem, number in io.iter_numbered_rows(file):
             rows[f"{source}_read"] += 1
-            yield validate(row) if row is not None else (None, DeadLetter(source, "malformed_row", problem))
+            if row is None:
+                yield None, DeadLetter(source, "malformed_row", problem)
+                continue
+            clean, dead = validate(row)
+            # The dead letter says where the row was, as extract's do.
+            yield clean, dead and replace(dead, detail=f"{file} row {number}: {dead.detail}")
 
 
 def read_inputs(events_path: str, items_path: str) -> Inputs:

@@ -1,0 +1,171 @@
+"""The option contract of the pipeline commands (extract, name, export, encode, run), checked before
+any work.
+
+Beam registers every PipelineOptions subclass's flags in one parser and, given a flag none of them
+knows, only logs a warning, so a misspelt ``--min_itmes 10`` would run with the default. Here:
+
+- an option no pipeline and no Beam option class declares is an error that suggests the closest
+  known option;
+- an option of another journeys pipeline (``--max_titles`` given to extract) is an error that says
+  which command takes it; Beam's own options (runner, workers, Dataflow...) pass through;
+- a count that must be positive (``--num_shards 0``) or a value that is not a finite number is an
+  error;
+- an option that does not apply to the chosen extraction strategy or naming strategy is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import types
+from collections.abc import Iterable
+from functools import cache
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+
+class OptionError(ValueError):
+    """An option the user must fix; the message names it."""
+
+
+# The smallest value each count may take.
+MINIMUMS = {
+    "num_shards": 1, "embed_batch_size": 1, "export_shards": 1, "top_items": 1, "encode_shards": 1,
+    "batch_size": 1, "torch_threads": 1, "max_titles": 1, "exemplars": 0, "min_items": 1,
+    "min_active_days": 0, "min_span_days": 0, "direct_num_workers": 0,
+}
+
+# Options declared once for several pipelines (CommonOptions) that a command does not read, or
+# that `journeys run` sets itself for its steps, with what to do instead.
+NOT_FOR = {
+    "extract": {"--journeys": "extract reads --events and --items"},
+    "name": {"--events": "name reads --journeys"},
+    "export": {"--journeys": "export reads --named", "--events": "export reads --named"},
+    "run": {"--journeys": "run passes extract's journeys/ to name itself",
+            "--named": "run passes name's named/ to export itself", "--format": "use --export_format"},
+}
+
+# Naming options and the naming strategies they apply to.
+LLM_NAMERS = ("few-shot", "prompt-tuned", "fine-tuned")
+NAMER_OPTIONS = {
+    "--model": LLM_NAMERS, "--adapter": ("prompt-tuned", "fine-tuned"), "--max_titles": LLM_NAMERS,
+    "--min_grounding": LLM_NAMERS, "--exemplars": ("few-shot",),
+}
+
+
+def _pipeline_classes() -> dict[str, tuple[type, ...]]:
+    from pipelines import encode, export, extract, name
+    from pipelines.options import CommonOptions, EventOptions
+
+    steps = {
+        "extract": (CommonOptions, EventOptions, extract.ExtractOptions),
+        "name": (CommonOptions, name.NameOptions),
+        "export": (CommonOptions, export.ExportOptions),
+        "encode": (CommonOptions, EventOptions, encode.EncodeOptions),
+    }
+    steps["run"] = tuple(dict.fromkeys(steps["extract"] + steps["name"] + steps["export"]))
+    return steps
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+@cache
+def _flags(cls: type) -> frozenset[str]:
+    parser = _BeamArgumentParser(add_help=False, allow_abbrev=False)
+    try:
+        cls._add_argparse_args(parser)  # noqa: SLF001 (Beam's own way to list a class's flags)
+    except argparse.ArgumentError:
+        return frozenset()
+    return frozenset(s for action in parser._actions for s in action.option_strings)  # noqa: SLF001
+
+
+def given_options(argv: Iterable[str]) -> list[str]:
+    """The ``--name`` of every option in ``argv`` (values and ``--name=value`` handled)."""
+    names = []
+    for token in argv:
+        if token == "--":
+            break
+        if token.startswith("--"):
+            names.append(token.split("=", 1)[0])
+    return names
+
+
+def check(command: str, argv: list[str], cli_options: Iterable[str] = ()) -> None:
+    """Refuse, before any work, an option of ``argv`` (the arguments passed on to the pipeline)
+    that is unknown, belongs to another command, has an impossible value or does not apply to the
+    chosen strategy. ``cli_options``: the command's own command-line options, for suggestions."""
+    steps = _pipeline_classes()
+    own = steps[command]
+    ours = {cls for classes in steps.values() for cls in classes}
+    beam_flags = set().union(*(_flags(c) for c in _subclasses(PipelineOptions)
+                               if not c.__module__.startswith("pipelines.") and c not in ours))
+    allowed = beam_flags | set().union(*(_flags(c) for c in own)) | set(cli_options)
+    elsewhere = {flag: other for other, classes in steps.items() if other != "run"
+                 for cls in classes if cls not in own for flag in _flags(cls)}
+    for option in given_options(argv):
+        if option in NOT_FOR.get(command, {}):
+            raise OptionError(f"{option} does not apply to `journeys {command}`: {NOT_FOR[command][option]}")
+        if option in allowed:
+            continue
+        if option in elsewhere:
+            raise OptionError(f"{option} does not apply to `journeys {command}`: it is an option of "
+                              f"`journeys {elsewhere[option]}`")
+        close = difflib.get_close_matches(option, sorted(allowed), n=1, cutoff=0.7)
+        hint = f": did you mean {close[0]}?" if close else f": see `journeys {command} --help`"
+        raise OptionError(f"unknown option {option} for `journeys {command}`{hint}")
+    options = PipelineOptions(argv)
+    _check_values(options, own)
+    if command in ("extract", "run"):
+        _check_strategy(options, given_options(argv))
+
+
+def _check_values(options: PipelineOptions, classes: tuple[type, ...]) -> None:
+    values = {}
+    for cls in classes:
+        values |= options.view_as(cls).get_all_options(current_only=True)
+    values["direct_num_workers"] = options.get_all_options().get("direct_num_workers")
+    for dest, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(f"--{dest} must be a finite number, got {value}")
+        if dest in MINIMUMS and value < MINIMUMS[dest]:
+            raise OptionError(f"--{dest} must be at least {MINIMUMS[dest]}, got {value}")
+
+
+def _check_strategy(options: PipelineOptions, given: list[str]) -> None:
+    """An extraction option is strategy-specific when it changes the parameters of some strategy;
+    given with a strategy it does not change, it would be silently ignored: refused."""
+    from journeys.extraction import strategies
+    from pipelines.extract import ExtractOptions, extractor_params
+
+    values = options.view_as(ExtractOptions).get_all_options()
+    chosen = values.get("strategy")
+    for option in given:
+        dest = option[2:]
+        if dest == "strategy" or values.get(dest) is None:
+            continue
+        applies = [s for s in strategies() if _changes(values, dest, s, extractor_params)]
+        if applies and chosen not in applies:
+            raise OptionError(f"{option} does not apply to the {chosen} strategy (it is for "
+                              f"{', '.join(applies)}): leave it out, or choose --strategy {applies[0]}")
+
+
+def _changes(values: dict, dest: str, strategy: str, params_of) -> bool:
+    with_it = types.SimpleNamespace(**{**values, "strategy": strategy})
+    without = types.SimpleNamespace(**{**values, "strategy": strategy, dest: None})
+    return params_of(with_it) != params_of(without)
+
+
+def check_namer(namer: str, argv: list[str]) -> None:
+    """Refuse a naming option the chosen naming strategy does not use (it would be ignored)."""
+    for option in given_options(argv):
+        if option in NAMER_OPTIONS and namer not in NAMER_OPTIONS[option]:
+            raise OptionError(f"{option} does not apply to the {namer} namer (it is for "
+                              f"{', '.join(NAMER_OPTIONS[option])})")
