@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -32,13 +33,15 @@ def tokens(text: str) -> list[str]:
     return [w for w in words if len(w) > 1 and not w.isdigit() and w not in STOPWORDS]
 
 
-def item_terms(item: Item) -> set[str]:
-    """Unigrams and bigrams of the title (adjacent content words) plus whole tags."""
+@functools.lru_cache(maxsize=1 << 16)
+def item_terms(item: Item) -> frozenset[str]:
+    """Unigrams and bigrams of the title (adjacent content words) plus whole tags. Cached: a popular
+    item is in thousands of users' histories, and tokenising is most of what describing costs."""
     words = tokens(item.title)
     terms = set(words)
     terms.update(f"{a} {b}" for a, b in zip(words, words[1:]))
     terms.update(t.casefold() for t in item.tags if t.strip())
-    return terms
+    return frozenset(terms)
 
 
 def catalogue_idf(document_frequency: int, catalogue_size: int) -> float:
