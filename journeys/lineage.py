@@ -149,3 +149,47 @@ def assign_identity(user_id: str, previous: list[dict], current: list[dict], con
         lineage.append(row(old["journey_id"], None if target is None else new_ids[target],
                            ENDED if target is None else MERGED))
     return out, lineage
+
+
+# ---- naming: carry a continuing journey's previous name over, or name it afresh -----------------
+
+NEW_STATUS, CONTINUING, CHANGED, ENDED_STATUS = "new", "continuing", "changed", "ended"
+STATUSES = (NEW_STATUS, CONTINUING, CHANGED, ENDED_STATUS)
+
+
+@dataclass(frozen=True)
+class CarryConfig:
+    max_new_share: float = 0.5  # a journey with a larger share of items it did not have is renamed
+    min_grounding: float = 0.3  # so is one whose previous name fits its new centroid less than this
+
+    def __post_init__(self):
+        if not 0 <= self.max_new_share <= 1:
+            raise ValueError("max_new_share must be in [0, 1]")
+
+
+def new_item_share(journey: dict, previous: dict) -> float:
+    """Share of the journey's items that its previous version did not have."""
+    items = set(journey["item_ids"])
+    return len(items - set(previous["item_ids"])) / len(items) if items else 0.0
+
+
+def needs_naming(journey: dict, previous: dict | None, strategy: str, config: CarryConfig) -> tuple[bool, str, str]:
+    """Before grounding is known: (must it be named afresh, status, reason). ``previous`` is the
+    previous run's named record with the same journey_id, if any."""
+    if previous is None:
+        if journey.get("version", 1) == 1:
+            return True, NEW_STATUS, "new journey"
+        return True, CHANGED, "no previous name"
+    if previous["naming_strategy"] != strategy:
+        return True, CHANGED, f"namer changed ({previous['naming_strategy']} -> {strategy})"
+    share = new_item_share(journey, previous)
+    if share > config.max_new_share:
+        return True, CHANGED, f"new items {share:.2f} > {config.max_new_share:.2f}"
+    return False, CONTINUING, f"new items {share:.2f} <= {config.max_new_share:.2f}"
+
+
+def carry_or_rename(grounding: float, reason: str, config: CarryConfig) -> tuple[bool, str, str]:
+    """With the previous name's grounding on the new centroid: (carried, status, reason)."""
+    if grounding < config.min_grounding:
+        return False, CHANGED, f"previous name's grounding {grounding:.2f} < {config.min_grounding:.2f}"
+    return True, CONTINUING, f"{reason}, grounding {grounding:.2f} >= {config.min_grounding:.2f}"
