@@ -115,3 +115,22 @@ def test_bad_thresholds_are_refused():
         MatchConfig(min_overlap=0)
     with pytest.raises(ValueError, match="embedding model"):
         assign_identity("u", [_journey("u", ["a"], [1.0, 0.0])], [_journey("u", ["a"], X)], CONFIG, 1)
+
+
+def test_a_continuing_journey_keeps_its_name_unless_it_changed_enough():
+    from journeys.lineage import CarryConfig, carry_or_rename, needs_naming
+
+    config = CarryConfig(max_new_share=0.5, min_grounding=0.3)
+    journey = {"item_ids": ["a", "b", "c", "d"], "version": 2}
+    named = {"item_ids": ["a", "b", "c"], "naming_strategy": "keywords"}
+    assert needs_naming(journey, named, "keywords", config) == (False, "continuing", "new items 0.25 <= 0.50")
+    assert carry_or_rename(0.42, "new items 0.25 <= 0.50", config) == (
+        True, "continuing", "new items 0.25 <= 0.50, grounding 0.42 >= 0.30")
+    assert carry_or_rename(0.1, "x", config) == (False, "changed", "previous name's grounding 0.10 < 0.30")
+    grown = {"item_ids": ["a", "x", "y", "z"], "version": 2}
+    assert needs_naming(grown, named, "keywords", config) == (True, "changed", "new items 0.75 > 0.50")
+    assert needs_naming(journey, named, "few-shot", config)[2] == "namer changed (keywords -> few-shot)"
+    assert needs_naming({"item_ids": ["a"], "version": 1}, None, "keywords", config) == (True, "new", "new journey")
+    assert needs_naming(journey, None, "keywords", config) == (True, "changed", "no previous name")
+    with pytest.raises(ValueError, match="max_new_share"):
+        CarryConfig(max_new_share=1.5)
