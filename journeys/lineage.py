@@ -173,9 +173,13 @@ def new_item_share(journey: dict, previous: dict) -> float:
     return len(items - set(previous["item_ids"])) / len(items) if items else 0.0
 
 
-def needs_naming(journey: dict, previous: dict | None, strategy: str, config: CarryConfig) -> tuple[bool, str, str]:
+def needs_naming(journey: dict, previous: dict | None, strategy: str, config: CarryConfig,
+                 previous_run: bool = True) -> tuple[bool, str, str]:
     """Before grounding is known: (must it be named afresh, status, reason). ``previous`` is the
-    previous run's named record with the same journey_id, if any."""
+    previous run's named record with the same journey_id, if any; ``previous_run`` whether there was
+    a previous run at all (without one every journey is new to the name step)."""
+    if not previous_run:
+        return True, NEW_STATUS, "no previous run"
     if previous is None:
         if journey.get("version", 1) == 1:
             return True, NEW_STATUS, "new journey"

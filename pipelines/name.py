@@ -106,14 +106,25 @@ _CARRIED_FIELDS = ("name", "naming_strategy", "naming_model", "adapter", "templa
                    "fallback_reason")
 
 
+def _distinct_names(_user: str, records):
+    """One user's named journeys with distinct names: carried names stay (consumers already hold
+    them); a fresh name that repeats one is numbered, as the namers number their own repeats."""
+    from journeys.naming.validation import dedupe
+
+    ordered = sorted(records, key=lambda r: (r["naming_decision"] != "carried", r["first_ts"], r["journey_id"]))
+    names = dedupe([r["name"] for r in ordered], [r["user_id"] for r in ordered], [[] for _ in ordered])
+    for record, name in zip(ordered, names):
+        yield record if name == record["name"] else {**record, "name": name}
+
+
 class _CarryOver(beam.DoFn):
     """(user_id, {"journeys": [...], "previous": [named]}) -> named records whose previous name is carried
     over (tagged "carried"; the namer is not called for them) and, as the main output, the user's list of
     journeys to name afresh, each with its status and the reason (``_status``, ``_reason``)."""
 
-    def __init__(self, strategy: str, encoder: str, config: CarryConfig, torch_threads: int):
+    def __init__(self, strategy: str, encoder: str, config: CarryConfig, torch_threads: int, previous_run: bool):
         self.strategy, self.encoder, self.config, self.torch_threads = strategy, encoder, config, torch_threads
-        self.embedder = None
+        self.previous_run, self.embedder = previous_run, None
 
     def process(self, element):
         _, grouped = element
@@ -122,7 +133,8 @@ class _CarryOver(beam.DoFn):
         to_name, candidates = [], []
         for journey in journeys:
             previous_named = previous_by_id.get(journey["journey_id"])
-            rename, status, reason = needs_naming(journey, previous_named, self.strategy, self.config)
+            rename, status, reason = needs_naming(journey, previous_named, self.strategy, self.config,
+                                                  self.previous_run)
             if rename:
                 to_name.append({**journey, "_status": status, "_reason": reason})
             else:
@@ -193,14 +205,21 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             | "NoPrevious" >> beam.MapTuple(lambda user, journeys: (user, {"journeys": journeys, "previous": []}))
         )
     carry = CarryConfig(opts.max_new_share, opts.min_carry_grounding)
-    split = per_user | "CarryOver" >> beam.ParDo(
-        _CarryOver(opts.namer, opts.encoder, carry, common.torch_threads)).with_outputs("carried", main="to_name")
+    carry_over = _CarryOver(opts.namer, opts.encoder, carry, common.torch_threads, bool(common.previous))
+    split = per_user | "CarryOver" >> beam.ParDo(carry_over).with_outputs("carried", main="to_name")
     handler = NamerHandler(opts.namer, opts.batch_size, common.torch_threads, **namer_options(opts))
     main, failures = split.to_name | "Name" >> RunInference(handler).with_exception_handling()
     named = (
         (main | "ToRecords" >> beam.FlatMap(_named_records), split.carried)
         | "AllNamed" >> beam.Flatten()
     )
+    if common.previous:  # a fresh name may repeat a carried one of the same user
+        named = (
+            named
+            | "KeyNamedByUser" >> beam.Map(lambda r: (r["user_id"], r))
+            | "GroupNamedByUser" >> beam.GroupByKey()
+            | "DistinctNames" >> beam.FlatMapTuple(_distinct_names)
+        )
     dead = failures.failed_inferences | "FailedToDeadLetters" >> beam.FlatMap(_failed_batch)
     written = (
         (

@@ -104,6 +104,9 @@ def test_carried_journeys_are_not_given_to_the_namer_and_say_why(runs):
     summary = json.loads((second / "named" / "summary.json").read_text())
     assert summary["sent_to_namer"] == len(fresh) and summary["carried_over"] == len(carried)
     assert runs["second"]["name"]["carried_over"] == len(carried)
+    # A fresh name never repeats a carried one of the same user.
+    keys = [(j["user_id"], j["name"].casefold()) for j in named]
+    assert len(keys) == len(set(keys))
     for journey in carried:
         before = previous_names[journey["journey_id"]]
         assert journey["status"] == "continuing" and journey["name"] == before["name"]

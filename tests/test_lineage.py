@@ -132,5 +132,6 @@ def test_a_continuing_journey_keeps_its_name_unless_it_changed_enough():
     assert needs_naming(journey, named, "few-shot", config)[2] == "namer changed (keywords -> few-shot)"
     assert needs_naming({"item_ids": ["a"], "version": 1}, None, "keywords", config) == (True, "new", "new journey")
     assert needs_naming(journey, None, "keywords", config) == (True, "changed", "no previous name")
+    assert needs_naming(journey, None, "keywords", config, previous_run=False) == (True, "new", "no previous run")
     with pytest.raises(ValueError, match="max_new_share"):
         CarryConfig(max_new_share=1.5)

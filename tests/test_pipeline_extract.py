@@ -41,7 +41,7 @@ def test_every_event_is_accounted_for_and_journeys_match_the_truth(sample_run, s
     assert transient.num_rows == summary["transient_clusters"]
     assert all(transient["reason"].to_pylist())
     assert io.read_table(str(out / "dead_letter")).num_rows == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "summary.json", "transient"]
+    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "lineage", "summary.json", "transient"]
 
 
 def test_a_rerun_gives_identical_output_and_replaces_the_old_one(sample_run, small_sample, embedding_cache):
