@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, previous, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder
-from journeys.lineage import STATUSES, CarryConfig, carry_or_rename, needs_naming
+from journeys.lineage import CHANGED, STATUSES, CarryConfig, carry_or_rename, needs_naming
 from journeys.naming import NAMERS, Namer, create_namer
 from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise
@@ -144,9 +144,16 @@ class _CarryOver(beam.DoFn):
 
             if self.embedder is None:  # loaded only when some user has a name to carry over
                 self.embedder = Embedder(self.encoder, torch_threads=self.torch_threads)
-            scores = grounding_scores(self.embedder, [p["name"] for _, p, _ in candidates],
-                                      [j for j, _, _ in candidates])
+            try:
+                scores = grounding_scores(self.embedder, [p["name"] for _, p, _ in candidates],
+                                          [j for j, _, _ in candidates])
+            except ValueError as err:  # e.g. a centroid of the wrong width: the namer dead-letters it
+                scores = [None] * len(candidates)
+                failure = f"previous name's grounding cannot be computed: {err}"
             for (journey, previous_named, reason), score in zip(candidates, scores):
+                if score is None:
+                    to_name.append({**journey, "_status": CHANGED, "_reason": failure})
+                    continue
                 carried, status, reason = carry_or_rename(score, reason, self.config)
                 if not carried:
                     to_name.append({**journey, "_status": status, "_reason": reason})

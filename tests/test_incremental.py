@@ -234,3 +234,17 @@ def test_name_and_export_refuse_a_bad_previous_and_run_refuses_before_extracting
                      *runs["common"]])
     assert code == 2 and "_manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_journey_whose_carried_name_cannot_be_grounded_is_dead_lettered_not_lost(runs, tmp_path):
+    second = runs["base"] / "second"
+    rows = io.read_table(str(second / "extract" / "journeys")).to_pylist()
+    carried = {j["journey_id"] for j in _table(second, "named/named") if j["naming_decision"] == "carried"}
+    broken = next(r for r in rows if r["journey_id"] in carried)
+    broken["centroid"] = [0.5, 0.5]  # the wrong width for the encoder
+    io.write_table(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), str(tmp_path / "in" / "part.parquet"))
+    summary = name.run(["--journeys", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--batch_size", "1",
+                        "--previous", str(runs["base"] / "first")], save_main_session=False)
+    assert summary["balanced"] and summary["failed"] >= 1 and summary["named"] == len(rows) - summary["failed"]
+    dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()
+    assert broken["journey_id"] in {json.loads(d["row"])["journey_id"] for d in dead}
