@@ -9,7 +9,8 @@ splits the events at a cut time (``--cut`` as a share of the time range), then i
 
 All three share one embedding cache, filled before anything is timed, so embedding is not what is
 compared. Every call of the namer's ``name`` method is counted by wrapping it (the runs are in this
-process, on the local runner), so "journeys given to the namer" is measured, not read from a summary.
+process, on the local runner), so "journeys given to the namer" is measured, not read from a summary
+(an LLM namer's own calls of the keyword namer, for its fallbacks, are not counted again).
 
 Printed (JSON):
 
@@ -44,6 +45,7 @@ import io as text_io  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
 
@@ -61,13 +63,22 @@ NAMED = Counter()  # journeys given to a namer's name(), per run label
 _current = ["none"]  # the label of the run going on
 
 
+_inside = threading.local()  # an LLM namer calls the keyword namer for its fallbacks: count the outer call
+
+
 def _count_namer_calls():
     for cls in (KeywordNamer, LLMNamer):
         original = cls.name
 
         def counted(self, journeys, _original=original):
-            NAMED[_current[0]] += len(journeys)
-            return _original(self, journeys)
+            depth = getattr(_inside, "depth", 0)
+            if depth == 0:
+                NAMED[_current[0]] += len(journeys)
+            _inside.depth = depth + 1
+            try:
+                return _original(self, journeys)
+            finally:
+                _inside.depth = depth
 
         cls.name = counted
 
