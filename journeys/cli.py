@@ -53,13 +53,15 @@ def _extract(args, beam_args: list[str]) -> int:
     from pipelines import extract
 
     argv = ["--events", args.events, "--items", args.items, "--out", args.out, *beam_args]
+    if args.previous:
+        argv += ["--previous", args.previous]
     summary = extract.run(argv)
     events = summary["events"]
     print(json.dumps({
         "out": args.out, "users": summary["users"]["with_valid_events"], "journeys": summary["journeys"],
         "transient_clusters": summary["transient_clusters"], "events_read": events["read"],
         "events_in_journeys": events["in_journeys"], "events_rejected": events["rejected"],
-        "wall_seconds": summary["wall_seconds"],
+        "lineage": summary["lineage"], "wall_seconds": summary["wall_seconds"],
     }))
     return 0
 
@@ -67,8 +69,11 @@ def _extract(args, beam_args: list[str]) -> int:
 def _name(args, beam_args: list[str]) -> int:
     from pipelines import name
 
-    summary = name.run(["--journeys", args.journeys, "--out", args.out, *_naming_options(args), *beam_args])
-    print(json.dumps({k: summary[k] for k in ("journeys_read", "named", "failed", "wall_seconds")} | {"out": args.out}))
+    previous = ["--previous", args.previous] if args.previous else []
+    summary = name.run(["--journeys", args.journeys, "--out", args.out, *_naming_options(args), *previous,
+                        *beam_args])
+    keys = ("journeys_read", "named", "failed", "sent_to_namer", "carried_over", "wall_seconds")
+    print(json.dumps({k: summary[k] for k in keys} | {"out": args.out}))
     return 0
 
 
@@ -229,6 +234,9 @@ def _export(args, beam_args: list[str]) -> int:
     from pipelines import export
 
     argv = ["--named", args.named, "--out", args.out, "--format", args.format, *beam_args]
+    for option in ("lineage", "previous"):
+        if getattr(args, option):
+            argv += [f"--{option}", getattr(args, option)]
     if args.include_centroid:
         argv.append("--include_centroid")
     manifest = export.run(argv)
@@ -273,23 +281,35 @@ def _check_namer(args) -> None:
 
 def _run(args, beam_args: list[str]) -> int:
     """extract -> name -> export, each step's own pipeline in turn; Beam options go to all three."""
-    from journeys import io
+    from journeys import io, previous
     from pipelines import export, extract, name
 
     _check_namer(args)
     extract_out, named_out = io.join(args.out, "extract"), io.join(args.out, "named")
     export_out = args.export_to or io.join(args.out, "export")
-    extracted = extract.run(["--events", args.events, "--items", args.items, "--out", extract_out, *beam_args])
+    lineage = ["--lineage", io.join(extract_out, "lineage")]
+    if args.previous:  # every step's part of the earlier run is checked before any work
+        previous.previous_named(args.previous)
+        previous.previous_labels(args.previous_export or args.previous)
+        extract_previous = ["--previous", args.previous]
+        name_previous = ["--previous", args.previous]
+        export_previous = ["--previous", args.previous_export or args.previous]
+    else:
+        extract_previous = name_previous = export_previous = []
+    extracted = extract.run(["--events", args.events, "--items", args.items, "--out", extract_out,
+                             *extract_previous, *beam_args])
     named = name.run(["--journeys", io.join(extract_out, "journeys"), "--out", named_out, *_naming_options(args),
-                      *beam_args])
+                      *name_previous, *beam_args])
     manifest = export.run(["--named", io.join(named_out, "named"), "--out", export_out,
-                           "--format", args.export_format, *beam_args])
+                           "--format", args.export_format, *lineage, *export_previous, *beam_args])
     print(json.dumps({
         "out": args.out,
         "extract": {"out": extract_out, "events_read": extracted["events"]["read"],
                     "events_rejected": extracted["events"]["rejected"], "journeys": extracted["journeys"]},
-        "name": {"out": named_out, "named": named["named"], "failed": named["failed"]},
-        "export": {"out": export_out, "rows": manifest["rows"], "users": manifest["users"]},
+        "name": {"out": named_out, "named": named["named"], "failed": named["failed"],
+                 "sent_to_namer": named["sent_to_namer"], "carried_over": named["carried_over"]},
+        "export": {"out": export_out, "rows": manifest["rows"], "users": manifest["users"],
+                   "status": manifest["status"]},
         "wall_seconds": round(extracted["wall_seconds"] + named["wall_seconds"] + manifest["wall_seconds"], 2),
     }))
     return 0
@@ -329,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--events", required=True, help="events file, folder or glob")
     extract.add_argument("--items", required=True, help="items file, folder or glob")
     extract.add_argument("--out", required=True, help="output folder")
+    extract.add_argument("--previous", default=None,
+                         help="an earlier extract (or run) folder: journeys that continue keep their ids, "
+                         "first-seen times and versions; OUT/lineage/ says how the journeys descend from it "
+                         "(--min_overlap 0.5, --min_similarity 0.5)")
 
     naming = commands.add_parser(
         "name", help="name extracted journeys (a Beam pipeline)",
@@ -347,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     naming.add_argument("--encoder", default=None,
                         help="sentence encoder for keywords, grounding and exemplars (default: the packaged "
                         "MiniLM; must be the model the journeys were extracted with)")
+    naming.add_argument("--previous", default=None,
+                        help="an earlier name (or run) folder: a journey that kept its id keeps its name without "
+                        "calling the namer unless it changed enough (--max_new_share 0.5, --min_carry_grounding 0.3)")
 
     tune = commands.add_parser("tune", help="train a namer: training pairs, prompt tuning, fine-tuning")
     tunes = tune.add_subparsers(dest="target", required=True, metavar="TARGET")
@@ -454,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="export named journeys for consumers (a Beam pipeline)",
         description="Read DIR (the named/ folder written by name); write OUT/journey_labels/ (one row "
         "per journey: user_id, journey_id, name, strategy, model, grounding, first_seen, last_seen, "
-        "num_events, top_item_ids, representative_titles, [centroid]) and then OUT/_manifest.json "
+        "num_events, top_item_ids, representative_titles, status, version, [centroid]), with --lineage "
+        "OUT/lineage/, and then OUT/_manifest.json "
         "(schema, row and user counts, configuration and its hash, input file fingerprints). The "
         "manifest is written last: read the labels only when it exists. A rerun replaces the export. "
         "Other options go to Beam, e.g. --top_items 10, --export_shards 8.")
@@ -462,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--out", required=True, help="export folder (local or gs://)")
     exporting.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="file format")
     exporting.add_argument("--include_centroid", action="store_true", help="add each journey's centroid")
+    exporting.add_argument("--lineage", default=None, help="the lineage/ folder written by extract: exported too")
+    exporting.add_argument("--previous", default=None,
+                           help="the previous export (needs --lineage): its journeys that ended get a label with "
+                           "status 'ended'")
 
     running = commands.add_parser(
         "run", help="extract, name and export in one go",
@@ -476,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
     running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
+    running.add_argument("--previous", default=None,
+                         help="an earlier run's OUT: build on it (kept journey ids, carried-over names, statuses, "
+                         "lineage; see README 'Incremental runs')")
+    running.add_argument("--previous_export", default=None,
+                         help="the earlier run's export folder, if it was not PREVIOUS/export")
 
     encoding = commands.add_parser(
         "encode", help="encode users as embeddings (a Beam pipeline)",

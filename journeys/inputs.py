@@ -73,7 +73,7 @@ def _check_version(found: pa.Schema, file: str) -> None:
         schema.check_version(found, kind, file)
 
 
-def check_dataset(path: str, expected: pa.Schema, what: str, hint: str) -> list[str]:
+def check_dataset(path: str, expected: pa.Schema, what: str, hint: str, marker: str = SUMMARY) -> list[str]:
     """The files of a Parquet dataset one of our steps wrote, or an InputError naming what is wrong:
     a missing folder, a file that is not Parquet or cannot be read, another dataset kind or schema
     version, a missing column, or a folder that does not match its step's summary. ``hint`` says
@@ -104,7 +104,7 @@ def check_dataset(path: str, expected: pa.Schema, what: str, hint: str) -> list[
         missing = [c for c in expected.names if c not in found.names]
         if missing:
             raise InputError(f"{what} file '{file}' has no column {', '.join(map(repr, missing))}")
-    check_complete(path, what, hint)
+    check_complete(path, what, hint, marker)
     return files
 
 
@@ -124,20 +124,21 @@ def describe_dataset(folder: str) -> dict:
     return {"files": relative, "rows": rows}
 
 
-def check_complete(path: str, what: str, hint: str) -> None:
-    """A dataset folder against the ``summary.json`` its step wrote beside it, last, on success."""
+def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY) -> None:
+    """A dataset folder against the marker its step wrote beside it, last, on success
+    (``summary.json``; an export's ``_manifest.json``)."""
     fs, stripped = io.url_to_fs(path)
     if not fs.isdir(stripped):
         return  # one file or a glob: a part chosen on purpose, nothing to compare with
     folder = stripped.rstrip("/")
     parent, name = posixpath.split(folder)
-    summary_path = io._with_protocol(fs, f"{parent}/{SUMMARY}")
-    if not fs.exists(f"{parent}/{SUMMARY}"):
-        raise InputError(f"{what} '{path}' has no {SUMMARY} beside it ({summary_path}): the step that wrote it "
+    summary_path = io._with_protocol(fs, f"{parent}/{marker}")
+    if not fs.exists(f"{parent}/{marker}"):
+        raise InputError(f"{what} '{path}' has no {marker} beside it ({summary_path}): the step that wrote it "
                          f"did not finish (it was stopped, failed or is still running), or the folder was copied "
                          f"without it; re-run that step ({hint})")
     try:
-        with fs.open(f"{parent}/{SUMMARY}", "r", encoding="utf-8") as handle:
+        with fs.open(f"{parent}/{marker}", "r", encoding="utf-8") as handle:
             recorded = json.load(handle).get("outputs", {}).get(name)
     except (ValueError, AttributeError):
         recorded = None

@@ -1,14 +1,20 @@
 """Explicit, versioned Arrow schemas for everything the project reads and writes.
 
 Every Parquet file we write carries ``journeys.schema`` and ``journeys.schema_version`` in its
-metadata, so a reader can tell what it holds and refuse a version it does not understand.
+metadata, so a reader can tell what it holds and refuse a version it does not understand. Each
+schema has its own version: a change to the journeys tables does not make an embedding cache or a
+sample unreadable.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+# The version of the journeys, named journeys, journey labels and lineage tables, and of the run
+# summaries. Version 2 added journey identity across runs: first_seen and version on every journey,
+# the naming decision on named journeys, status and version on labels, and the lineage table.
+SCHEMA_VERSION = "2"
+_UNCHANGED = "1"  # tables whose layout has not changed since version 1
 
 # Columns an input must have; the rest are optional.
 EVENT_REQUIRED = ("user_id", "item_id", "timestamp")
@@ -19,10 +25,14 @@ ITEM_OPTIONAL = ("tags", "category", "text")
 _TS = pa.timestamp("us", tz="UTC")
 
 
-def _with_meta(name: str, fields: list[pa.Field]) -> pa.Schema:
+VERSIONS: dict[str, str] = {}  # schema name -> the version this release writes and reads
+
+
+def _with_meta(name: str, fields: list[pa.Field], version: str = _UNCHANGED) -> pa.Schema:
+    VERSIONS[name] = version
     return pa.schema(
         fields,
-        metadata={b"journeys.schema": name.encode(), b"journeys.schema_version": SCHEMA_VERSION.encode()},
+        metadata={b"journeys.schema": name.encode(), b"journeys.schema_version": version.encode()},
     )
 
 
@@ -83,7 +93,14 @@ _JOURNEY_FIELDS = [
     pa.field("embedding_model", pa.string(), nullable=False),
 ]
 
-JOURNEYS = _with_meta("journeys", _JOURNEY_FIELDS)
+# Identity across runs (see journeys/lineage.py): when the journey was first seen (kept from the
+# previous run when it matched one) and how many times its items changed (1 for a new journey).
+_IDENTITY_FIELDS = [
+    pa.field("first_seen", _TS, nullable=False),
+    pa.field("version", pa.int64(), nullable=False),
+]
+
+JOURNEYS = _with_meta("journeys", [*_JOURNEY_FIELDS, *_IDENTITY_FIELDS], SCHEMA_VERSION)
 
 # Clusters that failed the persistence filter: same record plus why they failed.
 TRANSIENT = _with_meta("transient", [*_JOURNEY_FIELDS, pa.field("reason", pa.string(), nullable=False)])
@@ -111,6 +128,7 @@ NAMED_JOURNEYS = _with_meta(
     "named_journeys",
     [
         *_JOURNEY_FIELDS,
+        *_IDENTITY_FIELDS,
         pa.field("name", pa.string(), nullable=False),
         pa.field("naming_strategy", pa.string(), nullable=False),
         pa.field("naming_model", pa.string()),
@@ -119,7 +137,12 @@ NAMED_JOURNEYS = _with_meta(
         pa.field("grounding", pa.float32(), nullable=False),
         pa.field("fell_back", pa.bool_(), nullable=False),
         pa.field("fallback_reason", pa.string()),
+        # new | continuing (the previous name carried over) | changed (a previous journey, named afresh)
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("naming_decision", pa.string(), nullable=False),  # named | carried
+        pa.field("naming_reason", pa.string(), nullable=False),  # why it was named afresh or carried over
     ],
+    SCHEMA_VERSION,
 )
 
 # What recommender teams consume (``journeys export``): one row per named journey, flat and small.
@@ -139,7 +162,26 @@ JOURNEY_LABELS = _with_meta(
         pa.field("num_events", pa.int64(), nullable=False),
         pa.field("top_item_ids", pa.list_(pa.string()), nullable=False),
         pa.field("representative_titles", pa.list_(pa.string()), nullable=False),
+        # new | continuing | changed | ended (a previous journey that no longer exists: drop its label)
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),
     ],
+    SCHEMA_VERSION,
+)
+
+# How this run's journeys descend from the previous run's (journeys/lineage.py). One row per new
+# journey (continued | split | new) and one per previous journey that did not continue (merged |
+# ended). ``run_time``: the run's as-of time, the latest valid event, so reruns are identical.
+LINEAGE = _with_meta(
+    "lineage",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("old_id", pa.string()),
+        pa.field("new_id", pa.string()),
+        pa.field("relation", pa.string(), nullable=False),
+        pa.field("run_time", _TS),
+    ],
+    SCHEMA_VERSION,
 )
 
 
@@ -188,8 +230,9 @@ def check_version(schema: pa.Schema, expected_name: str, where: str) -> None:
     version = meta.get(b"journeys.schema_version", b"").decode()
     if name and name != expected_name:
         raise ValueError(f"{where} holds '{name}' records, expected '{expected_name}'")
-    if version and version != SCHEMA_VERSION:
+    expected_version = VERSIONS.get(expected_name, SCHEMA_VERSION)
+    if version and version != expected_version:
         raise ValueError(
-            f"{where} was written with schema version {version}; this release reads version "
-            f"{SCHEMA_VERSION}. Re-run the step that produced it."
+            f"{where} was written with {expected_name} schema version {version}; this release reads "
+            f"version {expected_version}. Re-run the step that produced it."
         )

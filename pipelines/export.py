@@ -1,7 +1,9 @@
 """Beam pipeline: named journeys -> journey labels, the flat table recommender teams consume.
 
-    check the input up front -> read named/ -> one label per journey -> write OUT/journey_labels/
-    (Parquet or JSONL) and, in parallel, fingerprint every input file -> publish -> OUT/_manifest.json
+    check the input up front -> read named/ -> one label per journey (plus, with --previous and
+    --lineage, one "ended" label per previous journey that did not continue) -> write
+    OUT/journey_labels/ (Parquet or JSONL) and OUT/lineage/ (with --lineage) and, in parallel,
+    fingerprint every input file -> publish -> OUT/_manifest.json
 
 Why a Beam pipeline and not a few lines of pyarrow: it is the same read / write shards / publish
 path as extract and name (staging folder, folders moved into place, the marker written last), it
@@ -25,12 +27,14 @@ from importlib import metadata
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from journeys import io, schema
-from journeys.inputs import check_dataset
+from journeys import io, previous, schema
+from journeys.inputs import InputError, check_dataset
+from journeys.lineage import ENDED, ENDED_STATUS, MERGED, RELATIONS, STATUSES
 from pipelines.options import CommonOptions, run_and_summarise
 from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts, write_empty_parquet
 
 DATASET = "journey_labels"
+LINEAGE = "lineage"
 MANIFEST = "_manifest.json"
 FORMATS = ("parquet", "jsonl")
 SORT = ("user_id", "first_seen", "journey_id")
@@ -46,6 +50,8 @@ class ExportOptions(PipelineOptions):
         group.add_argument("--top_items", type=int, default=20, help="most item ids kept per journey")
         group.add_argument("--export_shards", type=int, default=1,
                            help="files to write; 1 keeps the whole export in one sorted file")
+        group.add_argument("--lineage", default=None,
+                           help="the lineage/ dataset written by extract: exported beside the labels")
 
 
 def config_of(opts: ExportOptions) -> dict:
@@ -64,13 +70,23 @@ def to_label(row: dict, top_items: int, include_centroid: bool) -> dict:
     label = {
         "user_id": row["user_id"], "journey_id": row["journey_id"], "name": row["name"],
         "strategy": row["naming_strategy"], "model": row["naming_model"], "grounding": row["grounding"],
-        "first_seen": row["first_ts"], "last_seen": row["last_ts"], "num_events": row["num_events"],
+        "first_seen": row["first_seen"], "last_seen": row["last_ts"], "num_events": row["num_events"],
         "top_item_ids": list(row["item_ids"])[:top_items],
         "representative_titles": list(row["representative_titles"]),
+        "status": row["status"], "version": row["version"],
     }
     if include_centroid:
         label["centroid"] = row["centroid"]
     return label
+
+
+def _ended_labels(element, columns: list[str]):
+    """(journey_id, {"gone": [relation], "label": [previous label]}) -> the previous label, marked ended,
+    for a previous journey that ended or merged into another one."""
+    _, grouped = element
+    gone, labels = list(grouped["gone"]), list(grouped["label"])
+    if gone and labels:
+        yield {**{c: labels[0].get(c) for c in columns}, "status": ENDED_STATUS}
 
 
 def check_named(path: str) -> list[str]:
@@ -111,28 +127,42 @@ def tool_version() -> str:
 class _PublishExport(Publish):
     """Publish, with the manifest (counts, config, input fingerprints) as the marker."""
 
-    def __init__(self, out: str, staging: str, schema_, started_at: float, config: dict, named: str):
+    def __init__(self, out: str, staging: str, schema_, started_at: float, config: dict, named: str,
+                 lineage: str | None, previous_labels: str | None):
         write_empty = write_empty_jsonl if config["format"] == "jsonl" else write_empty_parquet
-        super().__init__(out, staging, {DATASET: schema_}, started_at, None, marker=MANIFEST,
-                         write_empty=write_empty)
+        datasets = {DATASET: schema_, **({LINEAGE: schema.LINEAGE} if lineage else {})}
+        super().__init__(out, staging, datasets, started_at, None, marker=MANIFEST, write_empty=write_empty)
         self.config, self.named, self.columns = config, named, schema_.names
+        self.lineage, self.previous_labels = lineage, previous_labels
 
-    def process(self, _, written: list[str], counts: list[tuple[str, int]], inputs: list[dict]):
+    def process(self, _, written: list[str], counts: list[tuple[str, int]], inputs: list[dict],
+                lineage_inputs: list[dict]):
         totals = merge_counts(counts)
+        rows, read, ended = totals.get("rows", 0), totals.get("read", 0), totals.get("ended", 0)
         manifest = {
             "schema": {"name": DATASET, "version": schema.SCHEMA_VERSION, "columns": self.columns},
             "format": self.config["format"],
             "data": DATASET,
-            "rows": totals.get("rows", 0),
+            "rows": rows,
             "users": totals.get("users", 0),
-            "input_rows": totals.get("read", 0),
-            "balanced": totals.get("read", 0) == totals.get("rows", 0),
+            "input_rows": read,
+            "ended_rows": ended,  # labels of previous journeys that ended (with --previous)
+            "balanced": rows == read + ended,
+            "status": {s: totals.get(f"status.{s}", 0) for s in STATUSES},
             "config": self.config,
             "config_sha256": config_hash(self.config),
-            "input": {"named": self.named, "files": sorted(inputs, key=lambda f: f["path"])},
+            "input": {"named": self.named, "files": sorted(inputs, key=lambda f: f["path"]),
+                      "lineage": self.lineage, "lineage_files": sorted(lineage_inputs, key=lambda f: f["path"]),
+                      "previous": self.previous_labels},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "tool": {"name": "journeys", "version": tool_version()},
         }
+        if self.lineage:
+            manifest["lineage"] = {
+                "data": LINEAGE, "rows": totals.get("lineage_rows", 0),
+                "schema": {"name": LINEAGE, "version": schema.SCHEMA_VERSION, "columns": schema.LINEAGE.names},
+                "by_relation": {r: totals.get(f"lineage.{r}", 0) for r in RELATIONS},
+            }
         yield self.publish(written, manifest)
 
 
@@ -142,9 +172,48 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     out_schema = schema.journey_labels(opts.include_centroid)
     top_items, include_centroid, named_path = opts.top_items, bool(opts.include_centroid), opts.named
     named = pipeline | "ReadNamed" >> ReadRows(named_path) | "Rows" >> beam.Map(lambda parsed: parsed[0])
-    labels = named | "ToLabels" >> beam.Map(to_label, top_items, include_centroid)
-    written = labels | "WriteLabels" >> WriteShards(io.join(staging, DATASET), out_schema, "user_id", SORT,
-                                                    opts.export_shards, opts.format)
+    current = named | "ToLabels" >> beam.Map(to_label, top_items, include_centroid)
+    lineage_path = opts.lineage
+    previous_path = previous.labels_folder(common.previous) if common.previous else None
+    extra_counts, lineage_written = [], []
+    lineage_inputs = pipeline | "NoLineageInputs" >> beam.Create([])
+    if lineage_path:
+        lineage = pipeline | "ReadLineage" >> ReadRows(lineage_path) | "LineageRows" >> beam.Map(lambda p: p[0])
+        lineage_written = [lineage | "WriteLineage" >> WriteShards(
+            io.join(staging, LINEAGE), schema.LINEAGE, "user_id", ("user_id", "relation", "old_id", "new_id"),
+            opts.export_shards, opts.format)]
+        extra_counts += [lineage | "CountLineage" >> beam.Map(lambda _: ("lineage_rows", 1)),
+                         lineage | "CountRelations" >> beam.Map(lambda r: (f"lineage.{r['relation']}", 1))]
+        lineage_inputs = (
+            pipeline
+            | "LineagePath" >> beam.Create([lineage_path])
+            | "ListLineage" >> beam.FlatMap(io.list_input_files)
+            | "FingerprintLineage" >> beam.Map(fingerprint, lineage_path)
+        )
+    if previous_path:
+        gone = (
+            lineage
+            | "GoneJourneys" >> beam.Filter(lambda r: r["relation"] in (ENDED, MERGED))
+            | "KeyGone" >> beam.Map(lambda r: (r["old_id"], r["relation"]))
+        )
+        previous_labels = (
+            pipeline | "ReadPrevious" >> ReadRows(previous_path)
+            | "PreviousLabels" >> beam.Map(lambda parsed: (parsed[0]["journey_id"], parsed[0]))
+        )
+        ended = (
+            {"gone": gone, "label": previous_labels}
+            | "JoinGone" >> beam.CoGroupByKey()
+            | "EndedLabels" >> beam.FlatMap(_ended_labels, out_schema.names)
+        )
+        extra_counts.append(ended | "CountEnded" >> beam.Map(lambda _: ("ended", 1)))
+        labels = (current, ended) | "AllLabels" >> beam.Flatten()
+    else:
+        labels = current
+    written = (
+        (labels | "WriteLabels" >> WriteShards(io.join(staging, DATASET), out_schema, "user_id", SORT,
+                                               opts.export_shards, opts.format), *lineage_written)
+        | "AllWritten" >> beam.Flatten()
+    )
     users = (
         labels
         | "UserIds" >> beam.Map(lambda label: label["user_id"])
@@ -156,7 +225,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         (
             named | "CountRead" >> beam.Map(lambda _: ("read", 1)),
             labels | "CountRows" >> beam.Map(lambda _: ("rows", 1)),
+            labels | "CountStatus" >> beam.Map(lambda label: (f"status.{label['status']}", 1)),
             users,
+            *extra_counts,
         )
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
@@ -168,12 +239,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "SpreadInputs" >> beam.Reshuffle()
         | "Fingerprint" >> beam.Map(fingerprint, named_path)
     )
-    publish = _PublishExport(common.out, staging, out_schema, time.time(), config_of(opts), named_path)
+    publish = _PublishExport(common.out, staging, out_schema, time.time(), config_of(opts), named_path,
+                             lineage_path, previous_path)
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(publish, written=beam.pvalue.AsList(written), counts=beam.pvalue.AsList(counts),
-                                  inputs=beam.pvalue.AsList(inputs))
+                                  inputs=beam.pvalue.AsList(inputs), lineage_inputs=beam.pvalue.AsList(lineage_inputs))
     )
 
 
@@ -187,7 +259,17 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     if opts.top_items < 1 or opts.export_shards < 1:
         raise ValueError("--top_items and --export_shards must be at least 1")
     check_named(opts.named)  # a clear error now, with the destination untouched
-    return run_and_summarise(options, build, save_main_session, marker=MANIFEST, inputs=[("--named", opts.named)])
+    if opts.lineage:
+        check_dataset(opts.lineage, schema.LINEAGE, "lineage", "pass the lineage/ folder written by `journeys extract`")
+    if common.previous:
+        if not opts.lineage:
+            raise InputError("--previous needs --lineage: the lineage/ folder of the extraction that used it")
+        labels = previous.previous_labels(common.previous)
+        if opts.include_centroid and "centroid" not in io.read_columns(io.list_input_files(labels)[0]):
+            raise InputError(f"--previous '{common.previous}' has no centroids: export without --include_centroid")
+    return run_and_summarise(options, build, save_main_session, marker=MANIFEST,
+                             inputs=[("--named", opts.named), ("--lineage", opts.lineage),
+                                     ("--previous", common.previous)])
 
 
 if __name__ == "__main__":

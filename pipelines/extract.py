@@ -2,8 +2,10 @@
 
     read events, items -> validate rows (bad rows -> dead letter, with a reason)
     items -> one per id -> embedding cache lookup -> embed the misses ONCE per item, in fixed batches
-    events x item vectors, joined by item id -> grouped by user -> extract_user (cluster, filter,
-    describe) -> write journeys/, transient/, dead_letter/ -> publish, then summary.json
+    events x item vectors, joined by item id -> grouped by user (with the user's journeys from
+    --previous, if given) -> extract_user (cluster, filter, describe) -> assign_identity (keep the
+    ids of journeys that continue; lineage) -> write journeys/, transient/, lineage/, dead_letter/
+    -> publish, then summary.json
 
 Every input event ends in a journey, a transient cluster, the noise count, or the dead letters; the
 summary's counts add up (``events.balanced``). Runs on the local portable runner by default
@@ -13,6 +15,7 @@ summary's counts add up (``events.balanced``). Runs on the local portable runner
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import logging
 import time
@@ -26,10 +29,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from journeys import centring, io, schema
+from journeys import centring, io, previous, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, embed_items, model_identity
 from journeys.extraction import make_extractor, strategies
 from journeys.inputs import check_inputs
+from journeys.lineage import RELATIONS, MatchConfig, assign_identity
 from journeys.model import Item
 from journeys.persistence import RULES, PersistenceConfig
 from journeys.representation import document_terms
@@ -41,8 +45,10 @@ from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts
 
 log = logging.getLogger(__name__)
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 EMBED_BUCKETS = 64  # fixed, so that batch composition (and so every float) is the same on reruns
 DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "users": schema.USERS,
+            "lineage": schema.LINEAGE,
             "dead_letter": schema.DEAD_LETTER}
 
 
@@ -84,6 +90,10 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--num_shards", type=int, default=4, help="Parquet files per output dataset")
         group.add_argument("--embed_per_event", action="store_true",
                            help="benchmark baseline only: embed every event's item instead of each item once")
+        group.add_argument("--min_overlap", type=float, default=MatchConfig.min_overlap,
+                           help="--previous: share of the smaller journey's items the other must hold to match")
+        group.add_argument("--min_similarity", type=float, default=MatchConfig.min_similarity,
+                           help="--previous: centroid cosine two journeys must have to match")
 
 
 def extractor_params(opts: ExtractOptions) -> dict:
@@ -280,9 +290,26 @@ def _attach_items(element):
         yield user_id, (item, vector, events)
 
 
+def _previous_record(row: dict) -> tuple[str, dict]:
+    """A previous run's journey row -> (user_id, what matching needs), times in microseconds."""
+    first_seen = row["first_seen"]
+    micros = first_seen if isinstance(first_seen, int) else (first_seen - _EPOCH) // datetime.timedelta(microseconds=1)
+    return row["user_id"], {"journey_id": row["journey_id"], "item_ids": list(row["item_ids"]),
+                            "centroid": list(row["centroid"]), "first_seen": micros, "version": row["version"]}
+
+
+def _latest(times) -> int | None:
+    return max((t for t in times if t is not None), default=None)
+
+
 class _ExtractUsers(beam.DoFn):
-    def __init__(self, strategy: str, params: dict, persistence: PersistenceConfig, model: str):
+    """(user_id, {"parts": [(item, vector, events)], "previous": [journey]}) -> the user's journeys with
+    their identity, transient clusters (tagged), lineage rows, dead letters and counts."""
+
+    def __init__(self, strategy: str, params: dict, persistence: PersistenceConfig, model: str,
+                 match: MatchConfig):
         self.strategy, self.params, self.persistence, self.model = strategy, params, persistence, model
+        self.match = match
         self.users = Metrics.counter("extract", "users")
         self.journeys = Metrics.counter("extract", "journeys")
 
@@ -290,18 +317,26 @@ class _ExtractUsers(beam.DoFn):
         self.settings = ExtractionSettings(
             make_extractor(self.strategy, **self.params), self.persistence, self.strategy, self.model)
 
-    def process(self, element, catalogue_df: dict, catalogue_size: int, catalogue_mean=None):
-        user_id, parts = element
+    def process(self, element, catalogue_df: dict, catalogue_size: int, run_time: int | None,
+                catalogue_mean=None):
+        user_id, grouped = element
+        parts, previous_journeys = list(grouped["parts"]), list(grouped["previous"])
+        if not parts:  # a previous user with no events in this run: all their journeys ended
+            _, lineage = assign_identity(user_id, previous_journeys, [], self.match, run_time)
+            yield from self._lineage(lineage)
+            return
         catalogue, events = {}, []
         for item, vector, user_events in parts:
             catalogue[item.item_id] = (item, vector)
             events.extend(user_events)
         mean = catalogue_mean[0] if catalogue_mean else None
         result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size, mean)
+        # Identity is a step after clustering: the clustering never sees the previous run.
+        journeys, lineage = assign_identity(user_id, previous_journeys, result.journeys, self.match, run_time)
         self.users.inc()
-        self.journeys.inc(len(result.journeys))
-        for record in result.journeys:
-            yield record
+        self.journeys.inc(len(journeys))
+        yield from journeys
+        yield from self._lineage(lineage)
         for record in result.transient:
             yield beam.pvalue.TaggedOutput("transient", record)
         for dead in result.dead_letters:
@@ -319,6 +354,12 @@ class _ExtractUsers(beam.DoFn):
             ("noise_events", result.noise_events),
         ):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
+
+    @staticmethod
+    def _lineage(rows: list[dict]):
+        for row in rows:
+            yield beam.pvalue.TaggedOutput("lineage", row)
+            yield beam.pvalue.TaggedOutput("counts", (f"lineage.{row['relation']}", 1))
 
 
 class _PublishExtraction(Publish):
@@ -386,6 +427,9 @@ class Summarise:
             "journeys": counts.get("journeys", 0),
             "transient_clusters": counts.get("transient_clusters", 0),
             "files": files,  # per input file: rows read and rejected (a file with no rows is absent)
+            # How the journeys relate to --previous's (all "new" without it); see journeys/lineage.py.
+            "lineage": {relation: counts.get(f"lineage.{relation}", 0) for relation in RELATIONS},
+            "previous_journeys": counts.get("previous_journeys", 0),
         }
 
 
@@ -397,6 +441,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days, opts.persistence,
                                     opts.count_min_items)
     model = model_identity(opts.embedding_model)
+    match = MatchConfig(opts.min_overlap, opts.min_similarity)
+    previous_path = previous.journeys_folder(common.previous) if common.previous else None
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
     validate_events = functools.partial(validate_event, window=time_window(options))
@@ -466,15 +512,31 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "AttachItems" >> beam.FlatMap(_attach_items).with_output_types(tuple[str, typing.Any])
         .with_outputs("dead", main="ok")
     )
+    if previous_path:
+        previous_journeys = (
+            pipeline | "ReadPrevious" >> ReadRows(previous_path)
+            | "PreviousByUser" >> beam.Map(lambda parsed: _previous_record(parsed[0]))
+        )
+        by_user = {"parts": joined.ok, "previous": previous_journeys} | "GroupByUser" >> beam.CoGroupByKey()
+        previous_count = [previous_journeys | "CountPrevious" >> beam.Map(lambda _: ("previous_journeys", 1))]
+    else:
+        by_user = (
+            joined.ok
+            | "GroupByUser" >> beam.GroupByKey()
+            | "NoPrevious" >> beam.MapTuple(lambda user, parts: (user, {"parts": parts, "previous": []}))
+        )
+        previous_count = []
+    # The run's as-of time, written on the lineage rows: the latest valid event, so reruns are identical.
+    run_time = events.ok | "EventTimes" >> beam.Map(lambda e: e.ts) | "LatestEvent" >> beam.CombineGlobally(_latest)
     extracted = (
-        joined.ok
-        | "GroupByUser" >> beam.GroupByKey()
+        by_user
         | "ExtractJourneys" >> beam.ParDo(
-            _ExtractUsers(opts.strategy, params, persistence, model),
+            _ExtractUsers(opts.strategy, params, persistence, model, match),
             catalogue_df=beam.pvalue.AsDict(catalogue_df),
             catalogue_size=beam.pvalue.AsSingleton(catalogue_size),
+            run_time=beam.pvalue.AsSingleton(run_time),
             **mean_side,
-        ).with_outputs("transient", "users", "dead", "counts", main="journeys")
+        ).with_outputs("transient", "users", "lineage", "dead", "counts", main="journeys")
     )
 
     dead = (
@@ -492,6 +554,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
                 opts.num_shards),
             extracted.users | "WriteUsers" >> WriteShards(
                 io.join(staging, "users"), schema.USERS, "user_id", ("user_id",), opts.num_shards),
+            extracted.lineage | "WriteLineage" >> WriteShards(
+                io.join(staging, "lineage"), schema.LINEAGE, "user_id", ("user_id", "relation", "old_id", "new_id"),
+                opts.num_shards),
             dead_records | "WriteDeadLetters" >> WriteShards(
                 io.join(staging, "dead_letter"), schema.DEAD_LETTER, "row",
                 ("source", "reason", "user_id", "item_id", "row", "detail"), opts.num_shards),
@@ -503,6 +568,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             extracted.counts,
             events.files,
             items.files,
+            *previous_count,
             dead | "RejectReasons" >> beam.Map(lambda d: (f"rejected.{d.source}.{d.reason}", 1)),
             (events.ok, events.dead) | "EventsRead" >> beam.Flatten()
             | "EventsReadOnes" >> beam.Map(lambda _: ("events_read", 1)),
@@ -522,6 +588,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
                         "min_span_days": persistence.min_span_days, "min_active_days": persistence.min_active_days,
                         "count_min_items": persistence.count_min_items},
         "embedding_model": model,
+        "previous": common.previous, "min_overlap": match.min_overlap, "min_similarity": match.min_similarity,
     }
     _ = (
         pipeline
@@ -544,8 +611,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
             raise ValueError(f"--{name} is required")
     time_window(options)  # a bad --min_timestamp / --max_timestamp fails now
     check_inputs(common.events, opts.items)
+    MatchConfig(opts.min_overlap, opts.min_similarity)  # a clear error now on a bad threshold
+    if common.previous:  # refused now, before any work, if it cannot be built on
+        previous.previous_journeys(common.previous, model_identity(opts.embedding_model), common.events)
     return run_and_summarise(options, build, save_main_session,
-                             inputs=[("--events", common.events), ("--items", opts.items)])
+                             inputs=[("--events", common.events), ("--items", opts.items),
+                                     ("--previous", common.previous)])
 
 
 if __name__ == "__main__":

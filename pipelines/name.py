@@ -1,7 +1,9 @@
 """Beam pipeline: journeys -> named journeys, with RunInference and our own ModelHandler.
 
-    read OUT/journeys -> group by user (so one user's names can be made distinct) ->
-    RunInference (batched; the namer is loaded once per worker) -> named/ and dead_letter/ -> summary
+    read OUT/journeys -> group by user (so one user's names can be made distinct), with the user's
+    named journeys from --previous -> carry over the names of journeys that continue unchanged enough
+    -> RunInference on the rest (batched; the namer is loaded once per worker) -> named/ and
+    dead_letter/ -> summary
 
 Beam's huggingface_inference module is not used: it cannot be imported with transformers 5.
 """
@@ -17,9 +19,10 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from journeys import io, schema
-from journeys.embedding import DEFAULT_MODEL
+from journeys import io, previous, schema
+from journeys.embedding import DEFAULT_MODEL, Embedder
 from journeys.inputs import check_dataset
+from journeys.lineage import CHANGED, STATUSES, CarryConfig, carry_or_rename, needs_naming
 from journeys.naming import NAMERS, Namer, create_namer
 from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise
@@ -43,6 +46,11 @@ class NameOptions(PipelineOptions):
         group.add_argument("--min_grounding", type=float, default=0.2,
                            help="LLM namers: an answer less similar to the journey's centroid falls back to keywords")
         group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
+        group.add_argument("--max_new_share", type=float, default=CarryConfig.max_new_share,
+                           help="--previous: rename a journey when more than this share of its items is new")
+        group.add_argument("--min_carry_grounding", type=float, default=CarryConfig.min_grounding,
+                           help="--previous: rename a journey when its previous name's grounding on the new "
+                           "centroid is below this")
 
 
 class _LoadedNamer:
@@ -91,7 +99,74 @@ def _named_records(prediction: PredictionResult):
             "adapter": named["adapter"], "template_version": named["template_version"],
             "grounding": named["grounding"], "fell_back": named["fell_back"],
             "fallback_reason": named["fallback_reason"],
+            "status": journey["_status"], "naming_decision": "named", "naming_reason": journey["_reason"],
         }
+
+
+_CARRIED_FIELDS = ("name", "naming_strategy", "naming_model", "adapter", "template_version", "fell_back",
+                   "fallback_reason")
+
+
+def _distinct_names(_user: str, records):
+    """One user's named journeys with distinct names: carried names stay (consumers already hold
+    them); a fresh name that repeats one is numbered, as the namers number their own repeats."""
+    from journeys.naming.validation import dedupe
+
+    ordered = sorted(records, key=lambda r: (r["naming_decision"] != "carried", r["first_ts"], r["journey_id"]))
+    names = dedupe([r["name"] for r in ordered], [r["user_id"] for r in ordered], [[] for _ in ordered])
+    for record, name in zip(ordered, names):
+        yield record if name == record["name"] else {**record, "name": name}
+
+
+class _CarryOver(beam.DoFn):
+    """(user_id, {"journeys": [...], "previous": [named]}) -> named records whose previous name is carried
+    over (tagged "carried"; the namer is not called for them) and, as the main output, the user's list of
+    journeys to name afresh, each with its status and the reason (``_status``, ``_reason``)."""
+
+    def __init__(self, strategy: str, encoder: str, config: CarryConfig, torch_threads: int, previous_run: bool):
+        self.strategy, self.encoder, self.config, self.torch_threads = strategy, encoder, config, torch_threads
+        self.previous_run, self.embedder = previous_run, None
+
+    def process(self, element):
+        _, grouped = element
+        journeys = sorted(grouped["journeys"], key=lambda j: (j["first_ts"], j["journey_id"]))
+        previous_by_id = {p["journey_id"]: p for p in grouped["previous"]}
+        to_name, candidates = [], []
+        for journey in journeys:
+            previous_named = previous_by_id.get(journey["journey_id"])
+            rename, status, reason = needs_naming(journey, previous_named, self.strategy, self.config,
+                                                  self.previous_run)
+            if rename:
+                to_name.append({**journey, "_status": status, "_reason": reason})
+            else:
+                candidates.append((journey, previous_named, reason))
+        if candidates:
+            from journeys.naming.grounding import grounding_scores
+
+            if self.embedder is None:  # loaded only when some user has a name to carry over
+                self.embedder = Embedder(self.encoder, torch_threads=self.torch_threads)
+            try:
+                scores = grounding_scores(self.embedder, [p["name"] for _, p, _ in candidates],
+                                          [j for j, _, _ in candidates])
+            except ValueError as err:  # e.g. a centroid of the wrong width: the namer dead-letters it
+                scores = [None] * len(candidates)
+                failure = f"previous name's grounding cannot be computed: {err}"
+            for (journey, previous_named, reason), score in zip(candidates, scores):
+                if score is None:
+                    to_name.append({**journey, "_status": CHANGED, "_reason": failure})
+                    continue
+                carried, status, reason = carry_or_rename(score, reason, self.config)
+                if not carried:
+                    to_name.append({**journey, "_status": status, "_reason": reason})
+                    continue
+                yield beam.pvalue.TaggedOutput("carried", {
+                    **{k: journey[k] for k in schema.JOURNEYS.names},
+                    **{k: previous_named[k] for k in _CARRIED_FIELDS}, "grounding": score,
+                    "status": status, "naming_decision": "carried", "naming_reason": reason,
+                })
+        if to_name:
+            to_name.sort(key=lambda j: (j["first_ts"], j["journey_id"]))
+            yield to_name
 
 
 def _failed_batch(failure):
@@ -110,7 +185,10 @@ class _Summarise:
         return {"schema_version": schema.SCHEMA_VERSION, "config": self.config,
                 "journeys_read": counts.get("read", 0), "named": counts.get("named", 0),
                 "failed": counts.get("failed", 0),
-                "balanced": counts.get("read", 0) == counts.get("named", 0) + counts.get("failed", 0)}
+                "balanced": counts.get("read", 0) == counts.get("named", 0) + counts.get("failed", 0),
+                # With --previous: journeys given to the namer, and names carried over without it.
+                "sent_to_namer": counts.get("sent_to_namer", 0), "carried_over": counts.get("carried", 0),
+                "status": {s: counts.get(f"status.{s}", 0) for s in STATUSES[:-1]}}
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
@@ -120,15 +198,36 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         pipeline | "ReadJourneys" >> ReadRows(common.journeys)
         | "Rows" >> beam.Map(lambda parsed: parsed[0])
     )
-    per_user = (
-        journeys
-        | "KeyByUser" >> beam.Map(lambda j: (j["user_id"], j))
-        | "GroupByUser" >> beam.GroupByKey()
-        | "InTimeOrder" >> beam.Map(lambda kv: sorted(kv[1], key=lambda j: (j["first_ts"], j["journey_id"])))
-    )
+    keyed = journeys | "KeyByUser" >> beam.Map(lambda j: (j["user_id"], j))
+    if common.previous:
+        previous_named = (
+            pipeline | "ReadPrevious" >> ReadRows(previous.named_folder(common.previous))
+            | "PreviousRows" >> beam.Map(lambda parsed: parsed[0])
+            | "KeyPreviousByUser" >> beam.Map(lambda j: (j["user_id"], j))
+        )
+        per_user = {"journeys": keyed, "previous": previous_named} | "GroupByUser" >> beam.CoGroupByKey()
+    else:
+        per_user = (
+            keyed
+            | "GroupByUser" >> beam.GroupByKey()
+            | "NoPrevious" >> beam.MapTuple(lambda user, journeys: (user, {"journeys": journeys, "previous": []}))
+        )
+    carry = CarryConfig(opts.max_new_share, opts.min_carry_grounding)
+    carry_over = _CarryOver(opts.namer, opts.encoder, carry, common.torch_threads, bool(common.previous))
+    split = per_user | "CarryOver" >> beam.ParDo(carry_over).with_outputs("carried", main="to_name")
     handler = NamerHandler(opts.namer, opts.batch_size, common.torch_threads, **namer_options(opts))
-    main, failures = per_user | "Name" >> RunInference(handler).with_exception_handling()
-    named = main | "ToRecords" >> beam.FlatMap(_named_records)
+    main, failures = split.to_name | "Name" >> RunInference(handler).with_exception_handling()
+    named = (
+        (main | "ToRecords" >> beam.FlatMap(_named_records), split.carried)
+        | "AllNamed" >> beam.Flatten()
+    )
+    if common.previous:  # a fresh name may repeat a carried one of the same user
+        named = (
+            named
+            | "KeyNamedByUser" >> beam.Map(lambda r: (r["user_id"], r))
+            | "GroupNamedByUser" >> beam.GroupByKey()
+            | "DistinctNames" >> beam.FlatMapTuple(_distinct_names)
+        )
     dead = failures.failed_inferences | "FailedToDeadLetters" >> beam.FlatMap(_failed_batch)
     written = (
         (
@@ -143,12 +242,16 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         (
             journeys | "CountRead" >> beam.Map(lambda _: ("read", 1)),
             named | "CountNamed" >> beam.Map(lambda _: ("named", 1)),
+            named | "CountStatus" >> beam.Map(lambda r: (f"status.{r['status']}", 1)),
+            split.carried | "CountCarried" >> beam.Map(lambda _: ("carried", 1)),
+            split.to_name | "CountSent" >> beam.Map(lambda user_journeys: ("sent_to_namer", len(user_journeys))),
             dead | "CountFailed" >> beam.Map(lambda _: ("failed", 1)),
         )
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
-    config = {"journeys": common.journeys, "namer": opts.namer, **namer_options(opts)}
+    config = {"journeys": common.journeys, "namer": opts.namer, **namer_options(opts), "previous": common.previous,
+              "max_new_share": carry.max_new_share, "min_carry_grounding": carry.min_grounding}
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
@@ -168,6 +271,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     # another dataset (transient/, dead_letter/) passed by mistake.
     check_dataset(common.journeys, schema.JOURNEYS, "journeys",
                   "pass the journeys/ folder written by `journeys extract`")
+    CarryConfig(opts.max_new_share, opts.min_carry_grounding)
+    if common.previous:
+        previous.previous_named(common.previous)  # refused now if it cannot be built on
     if opts.namer in ("prompt-tuned", "fine-tuned") and not opts.adapter:
         raise ValueError(f"the {opts.namer} namer needs --adapter: a folder made by `journeys tune`")
     if opts.adapter:
@@ -175,4 +281,5 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
 
         check_adapter(opts.namer, opts.adapter)
     return run_and_summarise(options, build, save_main_session,
-                             inputs=[("--journeys", common.journeys), ("--adapter", opts.adapter)])
+                             inputs=[("--journeys", common.journeys), ("--adapter", opts.adapter),
+                                     ("--previous", common.previous)])

@@ -22,6 +22,10 @@ class CommonOptions(PipelineOptions):
         # Read by more than one pipeline (name, encode; extract, encode), so declared once here.
         group.add_argument("--journeys", help="the journeys/ dataset written by extract")
         group.add_argument("--events", help="events: Parquet, CSV or JSONL file, folder or glob (local or gs://)")
+        # Read by extract, name and export: each finds its own part of the earlier run (journeys/previous.py).
+        group.add_argument("--previous", default=None,
+                           help="an earlier run to build on: its folder (from `journeys run`, or the step's own "
+                           "output); see README 'Incremental runs'")
 
 
 class EventOptions(PipelineOptions):

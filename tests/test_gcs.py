@@ -55,7 +55,8 @@ def test_extract_reads_and_writes_gs_paths(gcs, small_sample, embedding_cache):
     journeys = io.read_table(f"{gcs}/run/journeys")
     assert journeys.num_rows == summary["journeys"]
     listing = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/run"))
-    assert listing == ["dead_letter", "journeys", "summary.json", "transient", "users"]  # staging folder is gone
+    # The staging folder is gone.
+    assert listing == ["dead_letter", "journeys", "lineage", "summary.json", "transient", "users"]
 
 
 def test_export_reads_and_writes_gs_paths(gcs, journeys_run):

@@ -41,7 +41,8 @@ def test_every_event_is_accounted_for_and_journeys_match_the_truth(sample_run, s
     assert transient.num_rows == summary["transient_clusters"]
     assert all(transient["reason"].to_pylist())
     assert io.read_table(str(out / "dead_letter")).num_rows == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "summary.json", "transient", "users"]
+    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "lineage", "summary.json", "transient",
+                                                   "users"]
 
 
 def test_every_user_has_a_row_saying_which_rule_judged_them_and_the_outcome(sample_run):

@@ -194,6 +194,7 @@ def test_journeys_past_the_cut_are_refused(built, sample, journeys_dir, small_sa
         **{name: [0] * 5 for name in ("num_events", "num_items", "active_days")}, "span_days": [1.0] * 5,
         "salient_terms": [[]] * 5, "representative_titles": [[]] * 5, "centroid": [[0.0]] * 5,
         "persistence": [1.0] * 5, "strategy": ["icpc"] * 5, "embedding_model": ["m"] * 5,
+        "first_seen": [parse_timestamp(cuts[u]["last_ts"]) - 10**9 for u in users], "version": [1] * 5,
     }, schema=schema.JOURNEYS)
     io.write_table(table, str(tmp_path / "journeys" / "part-00000.parquet"))
     manifest = build(sample["events"], sample["items"], str(tmp_path / "ok"), BuildConfig(seed=7),

@@ -1,0 +1,120 @@
+"""Up-front checks of a ``--previous`` folder: an earlier run that this one builds on.
+
+Each step finds its own part of the earlier run: extract its journeys/, name its named/, export its
+journey_labels/. A folder is accepted as that step's own output folder or as the folder given to
+``journeys run --out`` (which holds extract/, named/ and export/). It is refused, before any work,
+when it has no summary (or manifest), so it may be partial; when it was written with another schema
+version or another embedding model; or when it is about another set of users: not one of its users
+has an event in this run's input.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from journeys import io, schema
+from journeys.inputs import InputError, check_dataset
+
+
+def _exists(path: str) -> bool:
+    fs, stripped = io.url_to_fs(path)
+    return fs.exists(stripped)
+
+
+def _read_json(path: str) -> dict:
+    fs, stripped = io.url_to_fs(path)
+    with fs.open(stripped, "r", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _resolve(previous: str, step: str, sub: str, dataset: str, marker: str) -> str:
+    """The step's output folder: ``previous`` itself or ``previous/sub`` (in a run folder)."""
+    folders = (previous, io.join(previous, sub))
+    for folder in folders:
+        if _exists(io.join(folder, dataset)) and _exists(io.join(folder, marker)):
+            return folder
+    for folder in folders:
+        if _exists(io.join(folder, dataset)) and not _exists(io.join(folder, marker)):
+            raise InputError(f"--previous '{folder}' has {dataset}/ but no {marker}: that run did not "
+                             "finish (it may be partial); pass a run that completed")
+    raise InputError(f"--previous '{previous}' holds no {dataset}/ with a {marker}: pass the folder of an "
+                     f"earlier `journeys {step}` or `journeys run`")
+
+
+def _check_version(found: str | None, folder: str, marker: str) -> None:
+    if found != schema.SCHEMA_VERSION:
+        raise InputError(f"--previous '{folder}' was written with schema version {found} ({marker}); this "
+                         f"release reads version {schema.SCHEMA_VERSION}: start afresh without --previous")
+
+
+def journeys_folder(previous: str) -> str:
+    """Where the previous run's journeys are (no checks: see ``previous_journeys``)."""
+    return io.join(_resolve(previous, "extract", "extract", "journeys", "summary.json"), "journeys")
+
+
+def previous_journeys(previous: str, embedding_model: str, events: str) -> str:
+    """The previous run's journeys/ folder, checked against this extraction's model and events."""
+    folder = _resolve(previous, "extract", "extract", "journeys", "summary.json")
+    summary = _read_json(io.join(folder, "summary.json"))
+    _check_version(summary.get("schema_version"), folder, "summary.json")
+    used = summary.get("config", {}).get("embedding_model")
+    if used != embedding_model:
+        raise InputError(f"--previous '{folder}' was extracted with embedding model '{used}', this run uses "
+                         f"'{embedding_model}': centroids of two models cannot be compared")
+    journeys = io.join(folder, "journeys")
+    check_dataset(journeys, schema.JOURNEYS, "previous journeys", "pass an earlier run's folder")
+    users = set(io.read_table(journeys, columns=["user_id"])["user_id"].to_pylist())
+    if users and not any_user_in(events, users):
+        raise InputError(f"--previous '{folder}' is about other users: none of its {len(users)} users has an "
+                         f"event in '{events}'")
+    return journeys
+
+
+def named_folder(previous: str) -> str:
+    """Where the previous run's named journeys are (no checks: see ``previous_named``)."""
+    return io.join(_resolve(previous, "name", "named", "named", "summary.json"), "named")
+
+
+def previous_named(previous: str) -> str:
+    """The previous run's named/ folder."""
+    folder = _resolve(previous, "name", "named", "named", "summary.json")
+    _check_version(_read_json(io.join(folder, "summary.json")).get("schema_version"), folder, "summary.json")
+    named = io.join(folder, "named")
+    check_dataset(named, schema.NAMED_JOURNEYS, "previous named journeys", "pass an earlier run's folder")
+    return named
+
+
+def labels_folder(previous: str) -> str:
+    """Where the previous export's labels are (no checks: see ``previous_labels``)."""
+    return io.join(_resolve(previous, "export", "export", "journey_labels", "_manifest.json"), "journey_labels")
+
+
+def previous_labels(previous: str) -> str:
+    """The previous export's journey_labels/ folder (Parquet)."""
+    folder = _resolve(previous, "export", "export", "journey_labels", "_manifest.json")
+    manifest = _read_json(io.join(folder, "_manifest.json"))
+    _check_version(manifest.get("schema", {}).get("version"), folder, "_manifest.json")
+    if manifest.get("format") != "parquet":
+        raise InputError(f"--previous '{folder}' is a {manifest.get('format')} export: build on a Parquet one")
+    labels = io.join(folder, "journey_labels")
+    check_dataset(labels, schema.JOURNEY_LABELS, "previous journey labels", "pass an earlier export",
+                  marker="_manifest.json")
+    return labels
+
+
+def any_user_in(events: str, users: set[str]) -> bool:
+    """Whether some event in ``events`` belongs to one of ``users``; stops at the first one found."""
+    for file in io.list_input_files(events):
+        if io.file_format(file) == "parquet":
+            fs, stripped = io.url_to_fs(file)
+            with fs.open(stripped, "rb") as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(columns=["user_id"], batch_size=65536):
+                    if any(str(u) in users for u in batch.column(0).to_pylist() if u is not None):
+                        return True
+        else:
+            for row, _ in io.iter_rows(file):
+                if row and row.get("user_id") is not None and str(row["user_id"]) in users:
+                    return True
+    return False
