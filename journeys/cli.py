@@ -92,9 +92,12 @@ def _tune(args) -> int:
     values = settings(args, TuneConfig)
     if args.target == "prompt":
         values["method"] = "prompt"
-    metadata = train(read_pairs(args.train), TuneConfig(**values), args.out).metadata
-    print(json.dumps({"out": args.out, "method": metadata["method"], "pairs": metadata["pairs"],
-                      **metadata["metrics"]}))
+    threads = values.pop("torch_threads", None)
+    result = train(read_pairs(args.train), TuneConfig(**values), args.out, torch_threads=threads)
+    metadata = result.metadata
+    print(json.dumps({"out": args.out, "method": metadata["method"], "base_model": metadata["base_model"],
+                      "pairs": metadata["pairs"], **metadata["metrics"],
+                      "training_seconds": result.training_seconds}))
     return 0
 
 
@@ -221,6 +224,11 @@ def _check_namer(args) -> None:
         from journeys.naming.llm import check_adapter
 
         check_adapter(args.namer, args.adapter)
+    if args.namer != "keywords":
+        from journeys import llms
+        from journeys.naming.generation import base_of
+
+        llms.check_available(base_of(args.model, args.adapter))
 
 
 def _run(args, beam_args: list[str]) -> int:
@@ -293,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     naming.add_argument("--out", required=True, help="output folder")
     naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
     naming.add_argument("--model", default=None,
-                        help="LLM namers: a Hugging Face causal or seq2seq model id or path (default: the built-in "
-                        "base for few-shot, the adapter's own base for tuned namers)")
+                        help="LLM namers: a packaged LLM (smollm2-135m-instruct, gemma-3-270m), a .gguf file, or a "
+                        "Hugging Face causal LM folder or id (default: smollm2-135m-instruct for few-shot, the "
+                        "adapter's own base for tuned namers)")
     naming.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
     naming.add_argument("--encoder", default=None,
                         help="sentence encoder for keywords, grounding and exemplars (default: the packaged "
@@ -324,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{'prompt-tuned' if target == 'prompt' else 'fine-tuned'} --adapter OUT`.")
         parser_.add_argument("--train", required=True, help="training pairs (JSONL), e.g. from `journeys tune pairs`")
         parser_.add_argument("--out", required=True, help="folder to write the tuned namer to")
+        parser_.add_argument("--torch_threads", type=int, default=None, help="CPU threads (default: torch's)")
         skip = {"prompt": ("method", "lora_rank"), "finetune": ("virtual_tokens",)}[target]
         for f in fields(TuneConfig):
             if f.name in skip:
@@ -450,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.configure(args.verbose)
     from journeys.inputs import InputError
+    from journeys.llms import ModelUnavailable
 
     try:
         if args.command == "export":
@@ -473,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval_extraction(args) if args.target == "extraction" else _eval_naming(args)
         return _convert_movielens(args)
-    except (InputError, FileNotFoundError, ValueError) as err:
+    except (InputError, FileNotFoundError, ValueError, ModelUnavailable) as err:
         print(f"journeys {args.command}: error: {err}", file=sys.stderr)
         return 2
 

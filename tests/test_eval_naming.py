@@ -55,7 +55,7 @@ def test_only_test_topics_are_references(reference_set, small_sample):
 
 def test_comparison_has_intervals_and_paired_differences(reference_set, embedder, tiny_models):
     namers = {"keywords": create_namer("keywords"),
-              "few-shot": create_namer("few-shot", model=tiny_models["causal"])}
+              "few-shot": create_namer("few-shot", model=tiny_models["llama"])}
     report = evaluate_naming(reference_set, namers, embedder, resamples=200)
     keywords, few_shot = report["strategies"]["keywords"], report["strategies"]["few-shot"]
     for metric in ("semantic", "rouge_l", "chrf", "bleu", "exact_match", "grounding", "fallback"):
