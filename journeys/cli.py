@@ -117,6 +117,7 @@ def _eval_naming(args) -> int:
     from eval.naming import evaluate_naming, movielens_reference_set, sample_reference_set
     from journeys import io
     from journeys.embedding import Embedder
+    from journeys import llms
     from journeys.naming import create_namer
 
     if bool(args.truth) == bool(args.movielens):
@@ -139,7 +140,7 @@ def _eval_naming(args) -> int:
         namers[strategy] = create_namer(strategy, **options)
     report = evaluate_naming(reference_set, namers, embedder, args.bootstrap, args.whole_history)
     report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
-                          "whole_history": args.whole_history, "model": args.model or "built-in base",
+                          "whole_history": args.whole_history, "model": llms.model_identity(args.model),
                           "prompt_adapter": args.prompt_adapter, "finetune_adapter": args.finetune_adapter}
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if args.out:
@@ -367,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev_naming.add_argument("--truth", help="the sample's truth.parquet")
     ev_naming.add_argument("--movielens", help="a folder written by `journeys convert movielens`")
     ev_naming.add_argument("--strategies", default="keywords,few-shot", help="comma-separated namers")
-    ev_naming.add_argument("--model", default=None, help="LLM namers' model (default: the built-in base)")
+    ev_naming.add_argument("--model", default=None, help="LLM namers' model: a packaged LLM, .gguf file, folder or hub id "
+                           "(default: the adapter's base, else smollm2-135m-instruct)")
     ev_naming.add_argument("--prompt_adapter", help="adapter folder for prompt-tuned")
     ev_naming.add_argument("--finetune_adapter", help="adapter folder for fine-tuned")
     ev_naming.add_argument("--encoder", default=None, help="sentence encoder (default: the packaged MiniLM)")
