@@ -115,9 +115,8 @@ def _eval_extraction(args) -> int:
 
 def _eval_naming(args) -> int:
     from eval.naming import evaluate_naming, movielens_reference_set, sample_reference_set
-    from journeys import io
+    from journeys import io, llms
     from journeys.embedding import Embedder
-    from journeys import llms
     from journeys.naming import create_namer
 
     if bool(args.truth) == bool(args.movielens):
@@ -368,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev_naming.add_argument("--truth", help="the sample's truth.parquet")
     ev_naming.add_argument("--movielens", help="a folder written by `journeys convert movielens`")
     ev_naming.add_argument("--strategies", default="keywords,few-shot", help="comma-separated namers")
-    ev_naming.add_argument("--model", default=None, help="LLM namers' model: a packaged LLM, .gguf file, folder or hub id "
+    ev_naming.add_argument("--model", default=None,
+                           help="LLM namers' model: a packaged LLM, .gguf file, folder or hub id "
                            "(default: the adapter's base, else smollm2-135m-instruct)")
     ev_naming.add_argument("--prompt_adapter", help="adapter folder for prompt-tuned")
     ev_naming.add_argument("--finetune_adapter", help="adapter folder for fine-tuned")

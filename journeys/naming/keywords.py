@@ -105,7 +105,7 @@ class KeywordNamer(Namer):
     def name(self, journeys: list[dict]) -> list[NameResult]:
         if not journeys:
             return []
-        originals, journeys = journeys, [without_boilerplate(j) for j in journeys]
+        journeys = [without_boilerplate(j) for j in journeys]  # what repeats verbatim names nothing
         per_journey = [candidates(j, self.config.top_terms, self.config.top_titles) for j in journeys]
         phrases = sorted({p for c in per_journey for p in c})
         vectors = dict(zip(phrases, self.embedder.encode(phrases))) if phrases else {}
