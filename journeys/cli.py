@@ -126,7 +126,7 @@ def _eval_naming(args) -> int:
         if not args.journeys:
             raise ValueError("--truth needs --journeys: the extracted journeys to name")
         journeys = io.read_table(args.journeys).to_pylist()
-        reference_set = sample_reference_set(journeys, args.truth)
+        reference_set = sample_reference_set(journeys, args.truth, args.limit)
     else:
         reference_set = movielens_reference_set(args.movielens, embedder, args.limit)
     adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
@@ -378,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ablation: what the prompt shows")
     ev_naming.add_argument("--whole_history", action="store_true",
                            help="ablation: name each user's whole history at once instead of each journey")
-    ev_naming.add_argument("--limit", type=int, default=None, help="MovieLens: at most this many groups")
+    ev_naming.add_argument("--limit", type=int, default=None,
+                           help="at most this many scored journeys (MovieLens groups; sample: whole users in id order)")
     ev_naming.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     ev_naming.add_argument("--out", help="also write the JSON here")
 
