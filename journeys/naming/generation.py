@@ -39,9 +39,13 @@ class Generator:
         import torch
 
         stop = self.stop_token_ids()
-        texts: list[str] = []
+        # Prompts of similar length share a batch, so little of each batch is padding; answers are
+        # put back in the order of the prompts.
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        texts: dict[int, str] = {}
         for start in range(0, len(prompts), batch_size):
-            batch = self.tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+            chunk = order[start:start + batch_size]
+            batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                                    truncation=True, max_length=MAX_INPUT_TOKENS)
             with torch.inference_mode():
                 output = self.model.generate(
@@ -51,8 +55,8 @@ class Generator:
             output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
             self.prompt_tokens += int(batch["attention_mask"].sum()) + self.virtual_tokens * len(output)
             self.generated_tokens += sum(_answer_length(row, stop) for row in output.tolist())
-            texts.extend(self.tokenizer.batch_decode(output, skip_special_tokens=True))
-        return texts
+            texts.update(zip(chunk, self.tokenizer.batch_decode(output, skip_special_tokens=True)))
+        return [texts[i] for i in range(len(prompts))]
 
     def stop_token_ids(self) -> list[int]:
         """End of sequence, and the tokens that are a line break: a name is one line."""
