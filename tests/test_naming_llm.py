@@ -156,3 +156,12 @@ def test_a_well_formed_answer_about_something_else_falls_back(journeys, embedder
     namer.generator.generate = lambda prompts, *_: ["zq vx kwp"] * len(prompts)  # word salad, valid in form
     [result] = namer.name([journeys[0]])
     assert result.fell_back and "not grounded" in result.fallback_reason and result.grounding > 0.5
+
+
+def test_a_tuned_namer_asks_in_the_shape_it_was_trained_on(journeys, embedder, tiny_models, tmp_path):
+    pairs = [Pair(("Knitting socks", "Sock yarn", "Heel turns"), ("knitting",), "Sock Knitting", "test")] * 4
+    train(pairs, TuneConfig(method="lora", base=tiny_models["llama"], steps=1, batch_size=4, max_titles=2),
+          str(tmp_path / "a"))
+    namer = LLMNamer(LLMNamerConfig(strategy="fine-tuned", adapter=str(tmp_path / "a"), max_titles=10), embedder)
+    items = next(line for line in namer.prompt(journeys[0]).splitlines() if line.startswith("Items: "))
+    assert namer.config.max_titles == 2 and items.count(" | ") == 1

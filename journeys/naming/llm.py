@@ -7,7 +7,7 @@ that fails validation is replaced by the keyword namer's name, with the reason r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from journeys.embedding import DEFAULT_MODEL, Embedder
 from journeys.naming.base import Namer, NameResult
@@ -81,6 +81,10 @@ class LLMNamer(Namer):
         else:
             self.template = template_from_id(self.generator.metadata["template"])
             self.bank = None
+            # A tuned namer is asked in the shape it was trained on: the same number of titles and terms.
+            trained = self.generator.metadata.get("config", {})
+            self.config = replace(config, max_titles=trained.get("max_titles", config.max_titles),
+                                  max_keywords=trained.get("max_keywords", config.max_keywords))
 
     def prompt(self, journey: dict) -> str:
         titles, keywords = journey_inputs(journey, self.config.max_titles, self.config.max_keywords)
