@@ -48,11 +48,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--journeys", help="journeys/ folder (default: extract a small built-in sample)")
     parser.add_argument("--users", type=int, default=30, help="users in the built-in sample")
     parser.add_argument("--limit", type=int, default=64, help="journeys named per measurement")
-    parser.add_argument("--model", default=None, help="base model id or path (default: the built-in base)")
+    parser.add_argument("--model", default=None,
+                        help="packaged LLM name, .gguf file, folder or hub id (default: smollm2-135m-instruct)")
     parser.add_argument("--prompt_adapter", help="a prompt-tuned namer folder (default: train a stand-in)")
     parser.add_argument("--finetune_adapter", help="a fine-tuned namer folder (default: train a stand-in)")
     parser.add_argument("--strategies", default="keywords,few-shot,prompt-tuned,fine-tuned")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train_steps", type=int, default=3,
+                        help="steps of the stand-in adapters, timed (batch 8 of the exemplar bank)")
+    parser.add_argument("--torch_threads", type=int, default=1)
     parser.add_argument("--json", help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -75,14 +79,15 @@ def load_journeys(args, work: Path) -> list[dict]:
     return rows[:args.limit]
 
 
-def stand_in_adapter(method: str, base: str | None, work: Path) -> str:
+def stand_in_adapter(method: str, base: str | None, work: Path, steps: int, threads: int) -> tuple[str, float]:
+    """A few steps of training, timed: (adapter folder, seconds per optimiser step of 8 pairs)."""
     from tuning.pairs import bank_pairs
     from tuning.train import TuneConfig, train
 
     out = work / f"stand-in-{method}"
-    train(bank_pairs()[:32], TuneConfig(method=method, base=base, steps=2, batch_size=8, validation_share=0.0),
-          str(out))
-    return str(out)
+    result = train(bank_pairs()[:32], TuneConfig(method=method, base=base, steps=steps, batch_size=8,
+                                                 validation_share=0.0), str(out), torch_threads=threads)
+    return str(out), round(result.training_seconds / steps, 2)
 
 
 def timed(call) -> float:
@@ -114,30 +119,35 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
 
+    from journeys import llms
     from journeys.embedding import Embedder
     from journeys.naming import create_namer
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.torch_threads)
     strategies = args.strategies.split(",")
     results = {}
+    step_seconds = {}
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         journeys = load_journeys(args, work)
         adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
         for strategy, method in (("prompt-tuned", "prompt"), ("fine-tuned", "lora")):
             if strategy in strategies and not adapters[strategy]:
-                adapters[strategy] = stand_in_adapter(method, args.model, work)
+                adapters[strategy], step_seconds[strategy] = stand_in_adapter(method, args.model, work,
+                                                                              args.train_steps, args.torch_threads)
         Embedder()  # load the sentence encoder once, outside the timings
         for strategy in strategies:
             options = {} if strategy == "keywords" else {"model": args.model, "adapter": adapters.get(strategy)}
-            namer = create_namer(strategy, **options)
+            namer = create_namer(strategy, torch_threads=args.torch_threads, **options)
             with PeakRSS() as memory:
                 figures = measure(namer, journeys, args.repeats)
             figures["peak_rss_mib"] = round(memory.peak / MIB)
+            if strategy in step_seconds:
+                figures["train_seconds_per_step"] = step_seconds[strategy]
             results[strategy] = figures
             print(json.dumps({"strategy": strategy, **figures}), flush=True)
-    report = {"journeys": len(journeys), "repeats": args.repeats, "model": args.model or "built-in base",
-              "torch_threads": 1, "strategies": results}
+    report = {"journeys": len(journeys), "repeats": args.repeats, "model": llms.model_identity(args.model),
+              "torch_threads": args.torch_threads, "strategies": results}
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -145,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def print_table(report: dict) -> None:
     columns = ["batch_1_names_per_s", "batch_8_names_per_s", "batch_32_names_per_s", "loop_names_per_s",
-               "batch_32_vs_loop", "prompt_tokens_per_journey", "generated_tokens_per_journey", "peak_rss_mib"]
+               "batch_32_vs_loop", "prompt_tokens_per_journey", "generated_tokens_per_journey", "peak_rss_mib",
+               "train_seconds_per_step"]
     print(f"\n{report['journeys']} journeys, model {report['model']}, median of {report['repeats']}")
     print("| strategy | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")

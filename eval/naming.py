@@ -44,8 +44,9 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 0.0
 
 
-def sample_reference_set(journeys: list[dict], truth_path: str) -> ReferenceSet:
-    """Every journey of a user who has a test-topic match; the matched ones carry the reference."""
+def sample_reference_set(journeys: list[dict], truth_path: str, limit: int | None = None) -> ReferenceSet:
+    """Every journey of a user who has a test-topic match; the matched ones carry the reference.
+    With ``limit``, whole users are taken in id order until ``limit`` journeys carry a reference."""
     truth = io.read_table(truth_path, columns=["user_id", "item_id", "planted_id", "kind", "reference_name",
                                                "split"]).to_pylist()
     planted: dict[str, dict] = {}
@@ -61,6 +62,8 @@ def sample_reference_set(journeys: list[dict], truth_path: str) -> ReferenceSet:
     for journey in sorted(journeys, key=lambda j: (j["user_id"], j["first_ts"], j["journey_id"])):
         if journey["user_id"] not in by_user:
             continue
+        if limit and sum(r is not None for r in references) >= limit and journey["user_id"] != chosen[-1]["user_id"]:
+            break
         items = set(journey["item_ids"])
         best = max(by_user[journey["user_id"]], key=lambda e: _jaccard(items, e["items"]))
         chosen.append(journey)

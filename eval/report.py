@@ -46,7 +46,8 @@ def _signed(metric: dict | None) -> str:
 def settings_text(evaluation: dict) -> str:
     """The ablation settings of one evaluation, so that two runs on one page can be told apart."""
     settings = evaluation.get("settings") or {}
-    parts = [f"{key} {settings[key]}" for key in ("max_titles", "prompt_inputs") if key in settings]
+    parts = [f"model {settings['model']}"] if settings.get("model") else []
+    parts += [f"{key} {settings[key]}" for key in ("max_titles", "prompt_inputs") if key in settings]
     if evaluation.get("history_at_once"):
         parts.append("whole history named at once")
     return ", ".join(parts)

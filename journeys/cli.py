@@ -98,9 +98,12 @@ def _tune(args) -> int:
     values = settings(args, TuneConfig)
     if args.target == "prompt":
         values["method"] = "prompt"
-    metadata = train(read_pairs(args.train), TuneConfig(**values), args.out).metadata
-    print(json.dumps({"out": args.out, "method": metadata["method"], "pairs": metadata["pairs"],
-                      **metadata["metrics"]}))
+    threads = values.pop("torch_threads", None)
+    result = train(read_pairs(args.train), TuneConfig(**values), args.out, torch_threads=threads)
+    metadata = result.metadata
+    print(json.dumps({"out": args.out, "method": metadata["method"], "base_model": metadata["base_model"],
+                      "pairs": metadata["pairs"], **metadata["metrics"],
+                      "training_seconds": result.training_seconds}))
     return 0
 
 
@@ -148,7 +151,7 @@ def _eval_extraction(args) -> int:
 
 def _eval_naming(args) -> int:
     from eval.naming import evaluate_naming, movielens_reference_set, sample_reference_set
-    from journeys import io
+    from journeys import io, llms
     from journeys.embedding import Embedder
     from journeys.naming import create_namer
 
@@ -163,7 +166,7 @@ def _eval_naming(args) -> int:
         inputs.check_dataset(args.journeys, schema.JOURNEYS, "journeys", _JOURNEYS_HINT)
         _check_truth(args.truth)
         journeys = io.read_table(args.journeys).to_pylist()
-        reference_set = sample_reference_set(journeys, args.truth)
+        reference_set = sample_reference_set(journeys, args.truth, args.limit)
     else:
         reference_set = movielens_reference_set(args.movielens, embedder, args.limit)
     adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
@@ -176,7 +179,7 @@ def _eval_naming(args) -> int:
         namers[strategy] = create_namer(strategy, **options)
     report = evaluate_naming(reference_set, namers, embedder, args.bootstrap, args.whole_history)
     report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
-                          "whole_history": args.whole_history, "model": args.model or "built-in base",
+                          "whole_history": args.whole_history, "model": llms.model_identity(args.model),
                           "prompt_adapter": args.prompt_adapter, "finetune_adapter": args.finetune_adapter}
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if args.out:
@@ -277,6 +280,11 @@ def _check_namer(args) -> None:
         from journeys.naming.llm import check_adapter
 
         check_adapter(args.namer, args.adapter)
+    if args.namer != "keywords":
+        from journeys import llms
+        from journeys.naming.generation import base_of
+
+        llms.check_available(base_of(args.model, args.adapter))
 
 
 def _run(args, beam_args: list[str]) -> int:
@@ -365,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     naming.add_argument("--out", required=True, help="output folder")
     naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
     naming.add_argument("--model", default=None,
-                        help="LLM namers: a Hugging Face causal or seq2seq model id or path (default: the built-in "
-                        "base for few-shot, the adapter's own base for tuned namers)")
+                        help="LLM namers: a packaged LLM (smollm2-135m-instruct, gemma-3-270m), a .gguf file, or a "
+                        "Hugging Face causal LM folder or id (default: smollm2-135m-instruct for few-shot, the "
+                        "adapter's own base for tuned namers)")
     naming.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
     naming.add_argument("--encoder", default=None,
                         help="sentence encoder for keywords, grounding and exemplars (default: the packaged "
@@ -399,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{'prompt-tuned' if target == 'prompt' else 'fine-tuned'} --adapter OUT`.")
         parser_.add_argument("--train", required=True, help="training pairs (JSONL), e.g. from `journeys tune pairs`")
         parser_.add_argument("--out", required=True, help="folder to write the tuned namer to")
+        parser_.add_argument("--torch_threads", type=int, default=None, help="CPU threads (default: torch's)")
         skip = {"prompt": ("method", "lora_rank"), "finetune": ("virtual_tokens",)}[target]
         for f in fields(TuneConfig):
             if f.name in skip:
@@ -443,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev_naming.add_argument("--truth", help="the sample's truth.parquet")
     ev_naming.add_argument("--movielens", help="a folder written by `journeys convert movielens`")
     ev_naming.add_argument("--strategies", default="keywords,few-shot", help="comma-separated namers")
-    ev_naming.add_argument("--model", default=None, help="LLM namers' model (default: the built-in base)")
+    ev_naming.add_argument("--model", default=None,
+                           help="LLM namers' model: a packaged LLM, .gguf file, folder or hub id "
+                           "(default: the adapter's base, else smollm2-135m-instruct)")
     ev_naming.add_argument("--prompt_adapter", help="adapter folder for prompt-tuned")
     ev_naming.add_argument("--finetune_adapter", help="adapter folder for fine-tuned")
     ev_naming.add_argument("--encoder", default=None, help="sentence encoder (default: the packaged MiniLM)")
@@ -452,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ablation: what the prompt shows")
     ev_naming.add_argument("--whole_history", action="store_true",
                            help="ablation: name each user's whole history at once instead of each journey")
-    ev_naming.add_argument("--limit", type=int, default=None, help="MovieLens: at most this many groups")
+    ev_naming.add_argument("--limit", type=int, default=None,
+                           help="at most this many scored journeys (MovieLens groups; sample: whole users in id order)")
     ev_naming.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     ev_naming.add_argument("--out", help="also write the JSON here")
 
@@ -640,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(args.verbose)
     from journeys.inputs import InputError
+    from journeys.llms import ModelUnavailable
     from journeys.outputs import OutputError
 
     handlers = {}
@@ -665,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             return 143 if terminated else 130
         # An input, output or option to fix, or a file that cannot be read or written: the message
         # names it. Anything else is a bug, and its traceback is kept.
-        if isinstance(err, InputError | OutputError | ValueError | OSError):
+        if isinstance(err, InputError | OutputError | ValueError | OSError | ModelUnavailable):
             print(f"journeys {args.command}: error: {err}", file=sys.stderr)
             return 2
         raise

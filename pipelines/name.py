@@ -37,7 +37,8 @@ class NameOptions(PipelineOptions):
         group = parser.add_argument_group("journey naming")
         group.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
         group.add_argument("--model", default=None,
-                           help="LLM namers: model id or path (default: the built-in base, or the adapter's base)")
+                           help="LLM namers: packaged LLM name, .gguf file, folder or hub id "
+                           "(default: smollm2-135m-instruct, or the adapter's base)")
         group.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: folder from `journeys tune`")
         group.add_argument("--encoder", default=DEFAULT_MODEL,
                            help="sentence encoder for keywords, grounding and exemplars: the extraction's model")
@@ -280,6 +281,13 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         from journeys.naming.llm import check_adapter
 
         check_adapter(opts.namer, opts.adapter)
+    if opts.namer != "keywords":
+        from journeys import llms
+        from journeys.naming.generation import base_of
+
+        # A missing package fails here, before any work; a packaged or GGUF model is converted here,
+        # once, rather than by several workers at the same time.
+        llms.resolve_model(base_of(opts.model, opts.adapter))
     return run_and_summarise(options, build, save_main_session,
                              inputs=[("--journeys", common.journeys), ("--adapter", opts.adapter),
                                      ("--previous", common.previous)])

@@ -68,8 +68,9 @@ def journeys_dir(journeys_run) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
-    """Paths of a tiny seq2seq and a tiny causal model (see tiny_models.py)."""
-    from tiny_models import tiny_causal, tiny_seq2seq
+    """Paths of tiny causal models: GPT-2, and the architectures of the packaged LLMs (see tiny_models.py)."""
+    from tiny_models import tiny_causal, tiny_gemma, tiny_llama
 
     folder = tmp_path_factory.mktemp("tiny-models")
-    return {"seq2seq": tiny_seq2seq(str(folder / "seq2seq")), "causal": tiny_causal(str(folder / "causal"))}
+    return {"causal": tiny_causal(str(folder / "causal")), "llama": tiny_llama(str(folder / "llama")),
+            "gemma": tiny_gemma(str(folder / "gemma"))}

@@ -24,7 +24,7 @@ def test_tune_pairs_mixes_the_bank_and_the_sample_train_topics(pairs_file):
 def test_finetune_then_name_with_the_adapter_through_the_pipeline(pairs_file, tiny_models, journeys_dir,
                                                                  tmp_path, capsys):
     adapter = str(tmp_path / "adapter")
-    assert cli.main(["tune", "finetune", "--base", tiny_models["seq2seq"], "--train", str(pairs_file),
+    assert cli.main(["tune", "finetune", "--base", tiny_models["llama"], "--train", str(pairs_file),
                      "--out", adapter, "--steps", "2", "--batch_size", "8"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["method"] == "lora" and trained["pairs"] > 100
@@ -34,7 +34,7 @@ def test_finetune_then_name_with_the_adapter_through_the_pipeline(pairs_file, ti
     named = io.read_table(str(tmp_path / "named" / "named")).to_pylist()
     assert summary["named"] == len(named) == io.read_table(journeys_dir).num_rows and summary["failed"] == 0
     assert {(r["naming_strategy"], r["adapter"], r["template_version"]) for r in named} == {
-        ("fine-tuned", adapter, "tuned/v1")}
+        ("fine-tuned", adapter, "tuned/v2")}
     assert all(r["name"] and (r["fallback_reason"] is not None) == r["fell_back"] for r in named)
 
 

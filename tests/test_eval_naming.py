@@ -55,7 +55,7 @@ def test_only_test_topics_are_references(reference_set, small_sample):
 
 def test_comparison_has_intervals_and_paired_differences(reference_set, embedder, tiny_models):
     namers = {"keywords": create_namer("keywords"),
-              "few-shot": create_namer("few-shot", model=tiny_models["causal"])}
+              "few-shot": create_namer("few-shot", model=tiny_models["llama"])}
     report = evaluate_naming(reference_set, namers, embedder, resamples=200)
     keywords, few_shot = report["strategies"]["keywords"], report["strategies"]["few-shot"]
     for metric in ("semantic", "rouge_l", "chrf", "bleu", "exact_match", "grounding", "fallback"):
@@ -95,3 +95,14 @@ def test_fallback_reasons_are_counted_by_kind_without_answers_or_scores():
         "model answer rejected (not grounded < 0.2)"
     assert reason_kind("model answer rejected (12 words > 8): 'a b c'") == "model answer rejected (12 words > 8)"
     assert reason_kind("no answer") == "no answer"
+
+
+def test_a_limit_keeps_whole_users_until_enough_journeys_are_scored(journeys_dir, small_sample, reference_set):
+    limited = sample_reference_set(io.read_table(journeys_dir).to_pylist(), small_sample["truth"], limit=2)
+    users = [j["user_id"] for j in limited.journeys]
+    scored_before_last_user = sum(1 for j, r in zip(limited.journeys, limited.references)
+                                  if r and j["user_id"] != users[-1])
+    assert sum(1 for r in limited.references if r) >= 2 > scored_before_last_user
+    full = [j["journey_id"] for j in reference_set.journeys]
+    assert [j["journey_id"] for j in limited.journeys] == full[:len(limited.journeys)]  # whole users, in order
+    assert len([j for j in reference_set.journeys if j["user_id"] == users[-1]]) == users.count(users[-1])

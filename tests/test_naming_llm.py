@@ -9,9 +9,9 @@ from journeys import io
 from journeys.embedding import Embedder
 from journeys.naming.generation import load_generator
 from journeys.naming.llm import LLMNamer, LLMNamerConfig
-from journeys.naming.prompting import ExemplarBank, journey_inputs, load_exemplars, load_template, sanitise
+from journeys.naming.prompting import ExemplarBank, journey_inputs, load_exemplars, sanitise, template_from_id
 from journeys.naming.validation import MAX_WORDS
-from prompts import EXEMPLARS
+from prompts import EXEMPLARS, FEW_SHOT
 from tuning.pairs import Pair
 from tuning.train import TuneConfig, train
 
@@ -37,13 +37,13 @@ def injected(journeys):
 
 @pytest.fixture(scope="module")
 def adapters(tiny_models, tmp_path_factory):
-    """A prompt-tuned and a fine-tuned (LoRA) namer, a few steps each on the tiny seq2seq model."""
+    """A prompt-tuned and a fine-tuned (LoRA) namer, a few steps each on the tiny Llama model."""
     folder = tmp_path_factory.mktemp("adapters")
     pairs = [Pair(("Knitting socks for beginners", "Choosing sock yarn"), ("knitting",), "Sock Knitting", "test"),
              Pair(("Rotating tyres at home", "Checking brake pads"), ("car",), "Home Car Maintenance", "test")] * 4
     out = {}
     for method in ("prompt", "lora"):
-        config = TuneConfig(method=method, base=tiny_models["seq2seq"], steps=3, batch_size=4, virtual_tokens=4)
+        config = TuneConfig(method=method, base=tiny_models["llama"], steps=3, batch_size=4, virtual_tokens=4)
         train(pairs, config, str(folder / method))
         out[method] = str(folder / method)
     return out
@@ -65,23 +65,23 @@ def test_exemplars_are_the_journeys_nearest_neighbours_closest_last(embedder):
 
 
 def test_prompt_has_titles_most_representative_first_capped_then_keywords(journeys, embedder, tiny_models):
-    namer = LLMNamer(LLMNamerConfig(model=tiny_models["causal"], max_titles=2, exemplars=2), embedder)
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], max_titles=2, exemplars=2), embedder)
     journey = journeys[0]
     prompt = namer.prompt(journey)
     question = prompt.split("\n\n")[-1]
     first, second = (sanitise(t) for t in journey["representative_titles"][:2])
     assert question.startswith(f"Items: {first} | {second}\nKeywords: ")
-    assert question.endswith("\nName:") and prompt.startswith(load_template("few_shot").instruction)
+    assert question.endswith("\nName:") and prompt.startswith(template_from_id(FEW_SHOT).instruction)
     assert prompt.count("\nName: ") == 2  # the two exemplars' answers, then the open question
 
 
-@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+@pytest.mark.parametrize("kind", ["llama", "gemma", "causal"])
 def test_few_shot_names_every_journey_with_a_valid_distinct_name(journeys, embedder, tiny_models, kind):
     namer = LLMNamer(LLMNamerConfig(model=tiny_models[kind], batch_size=4), embedder)
     results = namer.name(journeys)
     assert [r.journey_id for r in results] == [j["journey_id"] for j in journeys]
     for result in results:
-        assert result.strategy == "few-shot" and result.template_version == "few_shot/v1"
+        assert result.strategy == "few-shot" and result.template_version == FEW_SHOT == "few_shot/v2"
         assert result.model == tiny_models[kind] and result.adapter is None
         assert result.name and "\n" not in result.name and len(result.name.split()) <= MAX_WORDS
         assert result.fell_back == (result.fallback_reason is not None)
@@ -93,7 +93,7 @@ def test_few_shot_names_every_journey_with_a_valid_distinct_name(journeys, embed
 
 
 def test_a_title_cannot_pose_as_a_field_of_the_prompt(injected, embedder, tiny_models):
-    namer = LLMNamer(LLMNamerConfig(model=tiny_models["causal"], exemplars=0), embedder)
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], exemplars=0), embedder)
     lines = namer.prompt(injected).splitlines()
     assert [line for line in lines if line.startswith("Name:")] == ["Name:"]  # only the real question
     items = next(line for line in lines if line.startswith("Items: "))
@@ -106,7 +106,7 @@ def test_a_title_cannot_pose_as_a_field_of_the_prompt(injected, embedder, tiny_m
 def test_injected_titles_do_not_change_the_output_format_or_leak_the_instruction(
         injected, embedder, tiny_models, adapters, strategy):
     adapter = {"few-shot": None, "prompt-tuned": adapters["prompt"], "fine-tuned": adapters["lora"]}[strategy]
-    model = tiny_models["seq2seq"] if strategy == "few-shot" else None
+    model = tiny_models["llama"] if strategy == "few-shot" else None
     namer = LLMNamer(LLMNamerConfig(strategy=strategy, model=model, adapter=adapter), embedder)
     [result] = namer.name([injected])
     instruction = namer.template.instruction.casefold()
@@ -116,7 +116,7 @@ def test_injected_titles_do_not_change_the_output_format_or_leak_the_instruction
 
 
 def test_an_answer_that_fails_validation_falls_back_to_keywords_with_the_reason(journeys, embedder, tiny_models):
-    namer = LLMNamer(LLMNamerConfig(model=tiny_models["seq2seq"], max_new_tokens=1), embedder)
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], max_new_tokens=1), embedder)
     journey = dict(journeys[0])
     namer.generator.generate = lambda prompts, *_: [journey["representative_titles"][0]] * len(prompts)
     [result] = namer.name([journey])
@@ -134,8 +134,9 @@ def test_tuned_namers_need_an_adapter_of_their_own_kind(embedder, adapters, tmp_
         load_generator(adapter=str(tmp_path))
 
 
-def test_batched_generation_matches_one_prompt_at_a_time(journeys, tiny_models):
-    generator = load_generator(tiny_models["causal"])
+@pytest.mark.parametrize("kind", ["llama", "gemma"])
+def test_batched_generation_matches_one_prompt_at_a_time(journeys, tiny_models, kind):
+    generator = load_generator(tiny_models[kind])
     prompts = [f"Items: {' | '.join(j['representative_titles'][:n])}\nName:" for n, j in
                zip((1, 3, 5, 2), journeys[:4])]  # different lengths, so left padding matters
     batched = generator.generate(prompts, batch_size=4, max_new_tokens=6)
@@ -151,7 +152,16 @@ def test_exemplar_file_lines_are_valid_json_with_the_documented_fields():
 
 
 def test_a_well_formed_answer_about_something_else_falls_back(journeys, embedder, tiny_models):
-    namer = LLMNamer(LLMNamerConfig(model=tiny_models["seq2seq"], max_new_tokens=1, min_grounding=0.5), embedder)
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], max_new_tokens=1, min_grounding=0.5), embedder)
     namer.generator.generate = lambda prompts, *_: ["zq vx kwp"] * len(prompts)  # word salad, valid in form
     [result] = namer.name([journeys[0]])
     assert result.fell_back and "not grounded" in result.fallback_reason and result.grounding > 0.5
+
+
+def test_a_tuned_namer_asks_in_the_shape_it_was_trained_on(journeys, embedder, tiny_models, tmp_path):
+    pairs = [Pair(("Knitting socks", "Sock yarn", "Heel turns"), ("knitting",), "Sock Knitting", "test")] * 4
+    train(pairs, TuneConfig(method="lora", base=tiny_models["llama"], steps=1, batch_size=4, max_titles=2),
+          str(tmp_path / "a"))
+    namer = LLMNamer(LLMNamerConfig(strategy="fine-tuned", adapter=str(tmp_path / "a"), max_titles=10), embedder)
+    items = next(line for line in namer.prompt(journeys[0]).splitlines() if line.startswith("Items: "))
+    assert namer.config.max_titles == 2 and items.count(" | ") == 1

@@ -46,14 +46,15 @@ def test_report_needs_something_to_report(tmp_path, capsys):
 def test_other_strategies_show_their_difference_from_keywords_and_why_they_fell_back():
     metric = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 10}
     evaluation = {"reference_set": "x", "journeys": 10, "scored": 10, "users": 3,
-                  "settings": {"max_titles": 5, "prompt_inputs": "terms"}, "history_at_once": True,
+                  "settings": {"model": "gemma-3-270m", "max_titles": 5, "prompt_inputs": "terms"},
+                  "history_at_once": True,
                   "strategies": {"keywords": {"metrics": {"semantic": metric}, "cost": {}},
                                  "few-shot": {"metrics": {"semantic": metric}, "cost": {},
                                               "vs_keywords": {"semantic": {"mean": -0.25, "low": -0.3, "high": -0.2}},
                                               "fallback_reasons": {"model answer rejected (12 words > 8)": 7}}}}
     page, markdown = render([evaluation], None, [])
     assert '<table class="differences">' in page and "-0.250 [-0.300, -0.200]" in page
-    assert "max_titles 5, prompt_inputs terms, whole history named at once" in markdown
+    assert "model gemma-3-270m, max_titles 5, prompt_inputs terms, whole history named at once" in markdown
     assert "- few-shot: model answer rejected (12 words &gt; 8) (7)" not in markdown  # Markdown is not escaped
     assert "- few-shot: model answer rejected (12 words > 8) (7)" in markdown
 

@@ -77,8 +77,8 @@ def test_pairs_round_trip_and_bad_pairs_are_refused_with_the_line(tmp_path):
         read_pairs(str(tmp_path / "bad.jsonl"))
 
 
-@pytest.mark.parametrize("kind, method", [("seq2seq", "prompt"), ("seq2seq", "lora"), ("seq2seq", "full"),
-                                          ("causal", "prompt"), ("causal", "lora")])
+@pytest.mark.parametrize("kind, method", [("llama", "prompt"), ("llama", "lora"), ("llama", "full"),
+                                          ("gemma", "prompt"), ("gemma", "lora"), ("causal", "lora")])
 def test_train_save_reload_reproduces_the_trained_namer(tiny_models, tmp_path, kind, method):
     config = TuneConfig(method=method, base=tiny_models[kind], steps=12, batch_size=4, virtual_tokens=4,
                         learning_rate={"prompt": 0.3, "lora": 0.01, "full": 0.01}[method])
@@ -86,7 +86,7 @@ def test_train_save_reload_reproduces_the_trained_namer(tiny_models, tmp_path, k
     metadata = json.loads((tmp_path / "namer" / ADAPTER_METADATA).read_text())
     assert metadata == result.metadata
     assert metadata["method"] == method and metadata["base_model"] == tiny_models[kind]
-    assert metadata["template"] == "tuned/v1" and metadata["train_sha256"] == pairs_hash(PAIRS)
+    assert metadata["template"] == "tuned/v2" and metadata["train_sha256"] == pairs_hash(PAIRS)
     metrics = metadata["metrics"]
     assert metrics["validation_loss_after"] < metrics["validation_loss_before"]  # it learned something
     prompts = [prompt_for(p, config) for p in PAIRS[:3]]
@@ -95,7 +95,7 @@ def test_train_save_reload_reproduces_the_trained_namer(tiny_models, tmp_path, k
 
 
 def test_training_is_reproducible_with_the_same_seed(tiny_models, tmp_path):
-    config = TuneConfig(method="lora", base=tiny_models["seq2seq"], steps=4, batch_size=4, learning_rate=0.01)
+    config = TuneConfig(method="lora", base=tiny_models["llama"], steps=4, batch_size=4, learning_rate=0.01)
     first = train(PAIRS, config, str(tmp_path / "a")).metadata
     second = train(PAIRS, config, str(tmp_path / "b")).metadata
     assert first["metrics"] == second["metrics"]

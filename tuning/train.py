@@ -17,10 +17,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from journeys.naming import base_model
+from journeys import llms
 from journeys.naming.generation import ADAPTER_METADATA, Generator, load_base
 from journeys.naming.prompting import fields_for, sanitise, template_from_id
 from journeys.naming.validation import clean
+from prompts import TUNED
 from tuning.pairs import Pair, pairs_hash
 
 log = logging.getLogger(__name__)
@@ -30,18 +31,20 @@ STRATEGY_OF = {"prompt": "prompt-tuned", "lora": "fine-tuned", "full": "fine-tun
 # Prompt tuning moves a few embeddings a long way; full fine-tuning moves every weight a little.
 DEFAULT_LEARNING_RATE = {"prompt": 3e-2, "lora": 1e-3, "full": 5e-5}
 INIT_TEXT = "Give a short name for the interest these items share"
-# A decoder warm-started from an encoder checkpoint (the built-in base) gets its cross-attention and
-# the transform of its language-model head freshly initialised: low-rank updates to random weights
-# learn little, so LoRA trains these few modules in full and saves them with the adapter.
-NEWLY_INITIALISED = ["crossattention", "transform"]
+# LoRA on every attention projection: the query and value projections alone (PEFT's default for
+# Llama-style models) learned the naming format more slowly here.
+ATTENTION_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     method: str = field(default="lora", metadata={"help": "prompt | lora | full"})
-    base: str | None = field(default=None, metadata={"help": "base model id or path (default: built-in)"})
-    steps: int = field(default=300, metadata={"help": "optimiser steps"})
-    batch_size: int = field(default=16, metadata={"help": "pairs per step"})
+    base: str | None = field(default=None, metadata={
+        "help": f"registered LLM ({', '.join(llms.REGISTRY)}), .gguf file, folder or hub id "
+                f"(default: {llms.DEFAULT_LLM})"})
+    # A few dozen small steps: about 2-5 s each for the packaged models on one or two CPU threads.
+    steps: int = field(default=60, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
     learning_rate: float | None = field(default=None, metadata={"help": "default depends on the method"})
     virtual_tokens: int = field(default=20, metadata={"help": "prompt tuning: learned prompt length"})
     lora_rank: int = field(default=8, metadata={"help": "LoRA: rank of the updates"})
@@ -49,7 +52,7 @@ class TuneConfig:
     max_keywords: int = field(default=6, metadata={"help": "keywords per prompt, as the namer uses"})
     validation_share: float = field(default=0.1, metadata={"help": "pairs held out to measure the result"})
     seed: int = field(default=0, metadata={"help": "seeds shuffling and initialisation"})
-    template: str = field(default="tuned/v1", metadata={"help": "prompt template id"})
+    template: str = field(default=TUNED, metadata={"help": "prompt template id"})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -78,45 +81,31 @@ def split(pairs: list[Pair], share: float, seed: int) -> tuple[list[Pair], list[
     return [pairs[i] for i in order[held:]], [pairs[i] for i in order[:held]]
 
 
-def _wrap(model, config: TuneConfig, seq2seq: bool, location: str):
+def _wrap(model, config: TuneConfig, location: str):
     """The trainable model: PEFT prompt tuning or LoRA around the frozen base, or the base itself."""
     if config.method == "full":
         return model
     from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-    task = TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM
     if config.method == "prompt":
-        # PEFT reads the sizes from the model config; an encoder-decoder keeps them in its encoder's.
-        sizes = getattr(model.config, "encoder", model.config)
-        peft_config = PromptTuningConfig(task_type=task, num_virtual_tokens=config.virtual_tokens,
+        peft_config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.virtual_tokens,
                                          prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=INIT_TEXT,
-                                         tokenizer_name_or_path=location, token_dim=sizes.hidden_size,
-                                         num_layers=sizes.num_hidden_layers,
-                                         num_attention_heads=sizes.num_attention_heads)
+                                         tokenizer_name_or_path=location)
     else:
-        # PEFT knows the attention layers of common architectures; BERT-style ones (the built-in base)
-        # are named query/key/value, which covers the decoder's cross-attention too.
-        bert_like = model.config.model_type in ("encoder-decoder", "bert")
-        peft_config = LoraConfig(task_type=task, r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                                 lora_dropout=0.0, target_modules=["query", "key", "value"] if bert_like else None,
-                                 modules_to_save=NEWLY_INITIALISED if model.config.model_type == "encoder-decoder"
-                                 else None)
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        # Other architectures name their projections differently: PEFT knows the common ones.
+        targets = ATTENTION_PROJECTIONS if set(ATTENTION_PROJECTIONS) <= names else None
+        peft_config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                 lora_dropout=0.0, target_modules=targets)
     return get_peft_model(model, peft_config)
 
 
-def _batch(tokenizer, pairs: list[Pair], config: TuneConfig, seq2seq: bool):
+def _batch(tokenizer, pairs: list[Pair], config: TuneConfig):
     """Tokenised inputs and labels; the loss covers only the name and its end-of-sequence token."""
     import torch
 
     prompts = [prompt_for(p, config) for p in pairs]
     targets = [tokenizer.encode(" " + p.name, add_special_tokens=False) + [tokenizer.eos_token_id] for p in pairs]
-    if seq2seq:
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=512)
-        width = max(len(t) for t in targets)
-        labels = torch.full((len(pairs), width), -100, dtype=torch.long)
-        for row, target in enumerate(targets):
-            labels[row, :len(target)] = torch.tensor(target)
-        return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": labels}
     prompt_ids = [tokenizer.encode(p, truncation=True, max_length=512 - len(t)) for p, t in zip(prompts, targets)]
     sequences = [p + t for p, t in zip(prompt_ids, targets)]
     width = max(len(s) for s in sequences)
@@ -131,7 +120,7 @@ def _batch(tokenizer, pairs: list[Pair], config: TuneConfig, seq2seq: bool):
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def _mean_loss(model, tokenizer, pairs: list[Pair], config: TuneConfig, seq2seq: bool) -> float | None:
+def _mean_loss(model, tokenizer, pairs: list[Pair], config: TuneConfig) -> float | None:
     import torch
 
     if not pairs:
@@ -141,7 +130,7 @@ def _mean_loss(model, tokenizer, pairs: list[Pair], config: TuneConfig, seq2seq:
     with torch.inference_mode():
         for start in range(0, len(pairs), config.batch_size):
             chunk = pairs[start:start + config.batch_size]
-            total += float(model(**_batch(tokenizer, chunk, config, seq2seq)).loss) * len(chunk)
+            total += float(model(**_batch(tokenizer, chunk, config)).loss) * len(chunk)
     return round(total / len(pairs), 4)
 
 
@@ -157,22 +146,31 @@ def _exact_match(generator: Generator, pairs: list[Pair], config: TuneConfig) ->
 class TuneResult:
     metadata: dict
     generator: Generator  # the trained model in memory, as the saved folder reloads it
+    training_seconds: float = 0.0  # the optimiser steps only; kept out of the metadata, which reruns reproduce
 
 
-def train(pairs: list[Pair], config: TuneConfig, out: str) -> TuneResult:
+def train(pairs: list[Pair], config: TuneConfig, out: str, torch_threads: int | None = None) -> TuneResult:
     """Train, save to ``out`` (replacing it only once everything is written) and return the result."""
+    import time
+
     import torch
 
     if not pairs:
         raise ValueError("no training pairs")
+    llms.check_available(config.base)
+    location = llms.resolve_model(config.base)
+    model, tokenizer = load_base(config.base, torch_threads)
     torch.manual_seed(config.seed)
-    location = base_model.resolve(config.base)
-    model, tokenizer, seq2seq = load_base(config.base)
-    model = _wrap(model, config, seq2seq, location)
+    model = _wrap(model, config, location)
     train_pairs, validation = split(pairs, config.validation_share, config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-    before = _mean_loss(model, tokenizer, validation, config, seq2seq)
+    before = _mean_loss(model, tokenizer, validation, config)
+    virtual = config.virtual_tokens if config.method == "prompt" else 0
+    generator = Generator(model, tokenizer, llms.model_identity(config.base), virtual_tokens=virtual)
+    model.eval()
+    exact_before = _exact_match(generator, validation, config)
+    started = time.perf_counter()
     order_rng = random.Random(config.seed)
     order: list[int] = []
     losses = []
@@ -184,7 +182,7 @@ def train(pairs: list[Pair], config: TuneConfig, out: str) -> TuneResult:
         chunk = [train_pairs[i] for i in order[:config.batch_size]]
         del order[:config.batch_size]
         model.train()
-        loss = model(**_batch(tokenizer, chunk, config, seq2seq)).loss
+        loss = model(**_batch(tokenizer, chunk, config)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimiser.step()
@@ -192,28 +190,28 @@ def train(pairs: list[Pair], config: TuneConfig, out: str) -> TuneResult:
         losses.append(loss.item())
         if step % 50 == 0 or step == config.steps - 1:
             log.info("step %d/%d: loss %.4f", step + 1, config.steps, losses[-1])
+    training_seconds = time.perf_counter() - started
     model.eval()
     window = max(1, min(10, len(losses) // 4))
-    virtual = config.virtual_tokens if config.method == "prompt" else 0
-    generator = Generator(model, tokenizer, seq2seq, base_model.model_identity(config.base), virtual_tokens=virtual)
     metrics = {
         "train_loss_first": round(sum(losses[:window]) / window, 4),
         "train_loss_last": round(sum(losses[-window:]) / window, 4),
         "validation_loss_before": before,
-        "validation_loss_after": _mean_loss(model, tokenizer, validation, config, seq2seq),
+        "validation_loss_after": _mean_loss(model, tokenizer, validation, config),
+        "validation_exact_match_before": exact_before,
         "validation_exact_match": _exact_match(generator, validation, config),
         "trainable_parameters": sum(p.numel() for p in trainable),
     }
     metadata = {
         "format_version": 1, "method": config.method, "strategy": STRATEGY_OF[config.method],
-        "base_model": base_model.model_identity(config.base), "template": config.template,
+        "base_model": llms.model_identity(config.base), "template": config.template,
         "virtual_tokens": virtual, "train_sha256": pairs_hash(pairs), "pairs": len(pairs),
         "train_pairs": len(train_pairs), "validation_pairs": len(validation),
         "sources": dict(sorted(_sources(pairs).items())), "config": asdict(config), "metrics": metrics,
     }
     _save(model, tokenizer, metadata, Path(out))
     generator.metadata, generator.adapter_identity = metadata, out.rstrip("/")
-    return TuneResult(metadata, generator)
+    return TuneResult(metadata, generator, round(training_seconds, 1))
 
 
 def _sources(pairs: list[Pair]) -> dict[str, int]:

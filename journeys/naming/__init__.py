@@ -21,7 +21,7 @@ def create_namer(strategy: str, model: str | None = None, adapter: str | None = 
     from journeys.naming.llm import LLMNamer, LLMNamerConfig
 
     config = LLMNamerConfig(strategy=strategy, model=model, adapter=adapter, encoder=encoder, **options)
-    return LLMNamer(config, embedder)
+    return LLMNamer(config, embedder, torch_threads=torch_threads)
 
 
 __all__ = ["NAMERS", "KeywordNamer", "KeywordNamerConfig", "NameResult", "Namer", "create_namer"]

@@ -1,8 +1,7 @@
-"""Loading a generative model (with or without a tuned adapter) and batched greedy generation.
+"""Loading a causal LM (with or without a tuned adapter) and batched greedy generation.
 
-Works with any Hugging Face causal or sequence-to-sequence model. Causal models are left-padded so
-that every prompt in a batch ends where generation starts; both kinds are truncated from the left,
-so an over-long prompt loses its instruction and exemplars before it loses the question.
+Prompts are left-padded so that every prompt in a batch ends where generation starts, and truncated
+from the left, so an over-long prompt loses its instruction and exemplars before it loses the question.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journeys.naming import base_model
+from journeys import llms
 
 ADAPTER_METADATA = "journeys_adapter.json"
 MAX_INPUT_TOKENS = 512
@@ -29,7 +28,6 @@ def read_adapter_metadata(adapter: str) -> dict:
 class Generator:
     model: object
     tokenizer: object
-    seq2seq: bool
     model_identity: str
     adapter_identity: str | None = None
     metadata: dict = field(default_factory=dict)
@@ -41,55 +39,67 @@ class Generator:
         import torch
 
         stop = self.stop_token_ids()
-        texts: list[str] = []
+        # Prompts of similar length share a batch, so little of each batch is padding; answers are
+        # put back in the order of the prompts.
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        texts: dict[int, str] = {}
         for start in range(0, len(prompts), batch_size):
-            batch = self.tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+            chunk = order[start:start + batch_size]
+            batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                                    truncation=True, max_length=MAX_INPUT_TOKENS)
             with torch.inference_mode():
                 output = self.model.generate(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                     eos_token_id=stop, pad_token_id=self.tokenizer.pad_token_id)
-            if not self.seq2seq:
-                output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
+            output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
             self.prompt_tokens += int(batch["attention_mask"].sum()) + self.virtual_tokens * len(output)
-            self.generated_tokens += int((output != self.tokenizer.pad_token_id).sum())
-            texts.extend(self.tokenizer.batch_decode(output, skip_special_tokens=True))
-        return texts
+            self.generated_tokens += sum(_answer_length(row, stop) for row in output.tolist())
+            texts.update(zip(chunk, self.tokenizer.batch_decode(output, skip_special_tokens=True)))
+        return [texts[i] for i in range(len(prompts))]
 
     def stop_token_ids(self) -> list[int]:
-        """End of sequence, and a line break where the tokenizer has one token for it: a name is one line."""
+        """End of sequence, and the tokens that are a line break: a name is one line."""
         ids = [self.tokenizer.eos_token_id]
-        newline = self.tokenizer.encode("\n", add_special_tokens=False)
-        if len(newline) == 1 and newline[0] not in ids:
-            ids.append(newline[0])
+        for text in ("\n", "\n\n"):
+            newline = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(newline) == 1 and newline[0] not in ids:
+                ids.append(newline[0])
         return [i for i in ids if i is not None]
 
 
-def load_base(model: str | None):
-    """(model, tokenizer, is_seq2seq) for a model id or path; None is the packaged default base."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    location = base_model.resolve(model)
-    config = AutoConfig.from_pretrained(location)
-    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
-    loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    loaded = loader.from_pretrained(location)
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    prepare_tokenizer(tokenizer, seq2seq)
-    return loaded, tokenizer, seq2seq
+def _answer_length(row: list[int], stop: list[int]) -> int:
+    """Tokens generated for one prompt, up to and including the first stop token (what follows is
+    padding that a batch adds after an answer that finished early)."""
+    return next((index + 1 for index, token in enumerate(row) if token in stop), len(row))
 
 
-def prepare_tokenizer(tokenizer, seq2seq: bool) -> None:
+def load_base(model: str | None, torch_threads: int | None = None):
+    """(model, tokenizer) for a registered name, .gguf file, folder or hub id; None is the default."""
+    loaded, tokenizer = llms.load_causal_lm(model, torch_threads)
+    prepare_tokenizer(tokenizer)
+    return loaded, tokenizer
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    if tokenizer.eos_token is None and getattr(tokenizer, "sep_token", None):  # WordPiece: [SEP] ends
+        tokenizer.eos_token = tokenizer.sep_token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.eos_token is None:  # BERT-style vocabularies: [SEP] ends a sequence
-        tokenizer.eos_token = tokenizer.sep_token
-    tokenizer.padding_side = "right" if seq2seq else "left"
+    tokenizer.padding_side = "left"
     tokenizer.truncation_side = "left"
 
 
-def load_generator(model: str | None = None, adapter: str | None = None) -> Generator:
+def base_of(model: str | None, adapter: str | None) -> str | None:
+    """The base model a namer runs on: ``model`` if given, else the adapter's own base."""
+    if model is not None or not adapter:
+        return model
+    metadata = read_adapter_metadata(adapter)
+    return adapter if metadata.get("method") == "full" else metadata.get("base_model")
+
+
+def load_generator(model: str | None = None, adapter: str | None = None,
+                   torch_threads: int | None = None) -> Generator:
     """The base model alone (few-shot), or with a tuned adapter folder made by ``journeys tune``.
 
     An adapter remembers its base model; ``model`` overrides it (e.g. the same base at another path).
@@ -97,12 +107,12 @@ def load_generator(model: str | None = None, adapter: str | None = None) -> Gene
     import torch
 
     metadata = read_adapter_metadata(adapter) if adapter else {}
-    base = model if model is not None else metadata.get("base_model")
+    base = model if model is not None else metadata.get("base_model")  # what names record as their model
     if metadata.get("method") == "full":
         # A fully fine-tuned model is a whole model: load it from the adapter folder itself.
-        loaded, tokenizer, seq2seq = load_base(adapter)
+        loaded, tokenizer = load_base(adapter, torch_threads)
     else:
-        loaded, tokenizer, seq2seq = load_base(base)
+        loaded, tokenizer = load_base(base, torch_threads)
         if adapter:
             from peft import PeftModel
 
@@ -110,5 +120,5 @@ def load_generator(model: str | None = None, adapter: str | None = None) -> Gene
     loaded.eval()
     torch.manual_seed(0)
     virtual = int(metadata.get("virtual_tokens", 0)) if metadata.get("method") == "prompt" else 0
-    return Generator(loaded, tokenizer, seq2seq, base_model.model_identity(base),
+    return Generator(loaded, tokenizer, llms.model_identity(base),
                      str(adapter).rstrip("/") if adapter else None, metadata, virtual)

@@ -16,6 +16,7 @@ import numpy as np
 
 from journeys.embedding import DEFAULT_MODEL, Embedder, model_identity
 from journeys.naming.base import Namer, NameResult
+from journeys.naming.boilerplate import without_boilerplate
 from journeys.naming.grounding import grounding_scores, unit_centroid
 from journeys.naming.validation import dedupe, problem, title_case
 from journeys.representation import tokens
@@ -104,6 +105,7 @@ class KeywordNamer(Namer):
     def name(self, journeys: list[dict]) -> list[NameResult]:
         if not journeys:
             return []
+        journeys = [without_boilerplate(j) for j in journeys]  # what repeats verbatim names nothing
         per_journey = [candidates(j, self.config.top_terms, self.config.top_titles) for j in journeys]
         phrases = sorted({p for c in per_journey for p in c})
         vectors = dict(zip(phrases, self.embedder.encode(phrases))) if phrases else {}

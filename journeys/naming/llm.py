@@ -7,7 +7,7 @@ that fails validation is replaced by the keyword namer's name, with the reason r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from journeys.embedding import DEFAULT_MODEL, Embedder
 from journeys.naming.base import Namer, NameResult
@@ -19,11 +19,11 @@ from journeys.naming.prompting import (
     fields_for,
     journey_inputs,
     load_exemplars,
-    load_template,
     render_exemplars,
     template_from_id,
 )
 from journeys.naming.validation import clean, dedupe, problem
+from prompts import FEW_SHOT
 
 # Which tuning methods each tuned strategy accepts.
 METHODS = {"prompt-tuned": ("prompt",), "fine-tuned": ("lora", "full")}
@@ -32,7 +32,8 @@ METHODS = {"prompt-tuned": ("prompt",), "fine-tuned": ("lora", "full")}
 @dataclass(frozen=True)
 class LLMNamerConfig:
     strategy: str = field(default="few-shot", metadata={"help": "few-shot | prompt-tuned | fine-tuned"})
-    model: str | None = field(default=None, metadata={"help": "model id or path (default: the built-in base)"})
+    model: str | None = field(default=None, metadata={
+        "help": "registered LLM, .gguf file, folder or hub id (default: the adapter's base, else the default LLM)"})
     adapter: str | None = field(default=None, metadata={"help": "folder written by `journeys tune`"})
     encoder: str = field(default=DEFAULT_MODEL, metadata={"help": "sentence encoder of the journeys"})
     max_titles: int = field(default=10, metadata={"help": "titles in the prompt, most representative first"})
@@ -66,20 +67,24 @@ def check_adapter(strategy: str, adapter: str) -> None:
 
 class LLMNamer(Namer):
     def __init__(self, config: LLMNamerConfig, embedder: Embedder | None = None,
-                 generator: Generator | None = None):
+                 generator: Generator | None = None, torch_threads: int | None = None):
         self.config = config
         self.strategy = config.strategy
         self.embedder = embedder or Embedder(config.encoder)
         self.fallback = KeywordNamer(KeywordNamerConfig(model=config.encoder), self.embedder)
         if config.adapter:
             check_adapter(config.strategy, config.adapter)
-        self.generator = generator or load_generator(config.model, config.adapter)
+        self.generator = generator or load_generator(config.model, config.adapter, torch_threads)
         if config.strategy == "few-shot":
-            self.template = load_template("few_shot")
+            self.template = template_from_id(FEW_SHOT)
             self.bank = ExemplarBank(load_exemplars(config.exemplar_bank), self.embedder.encode)
         else:
             self.template = template_from_id(self.generator.metadata["template"])
             self.bank = None
+            # A tuned namer is asked in the shape it was trained on: the same number of titles and terms.
+            trained = self.generator.metadata.get("config", {})
+            self.config = replace(config, max_titles=trained.get("max_titles", config.max_titles),
+                                  max_keywords=trained.get("max_keywords", config.max_keywords))
 
     def prompt(self, journey: dict) -> str:
         titles, keywords = journey_inputs(journey, self.config.max_titles, self.config.max_keywords)
@@ -102,7 +107,7 @@ class LLMNamer(Namer):
         for journey, answer, keyword_name in zip(journeys, answers, keyword_names):
             titles = list(journey.get("representative_titles", []))
             name = clean(answer)
-            if name and name == name.lower():  # uncased vocabularies answer in lower case
+            if name and name == name.lower():  # show "uk punk" as the titles write it: "UK Punk"
                 name = display(name, original_casing(titles))
             reason = problem(name, titles, self.template.instruction)
             names.append(keyword_name if reason else name)

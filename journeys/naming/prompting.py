@@ -15,7 +15,8 @@ from functools import cache
 
 import numpy as np
 
-from prompts import EXEMPLARS, PROMPTS_DIR
+from journeys.naming.boilerplate import without_boilerplate
+from prompts import EXEMPLAR, EXEMPLARS, PROMPTS_DIR
 
 MAX_TITLE_CHARS = 120
 SEPARATOR = " | "
@@ -67,7 +68,9 @@ def sanitise(text: str, limit: int = MAX_TITLE_CHARS) -> str:
 
 
 def journey_inputs(journey: dict, max_titles: int, max_keywords: int) -> tuple[list[str], list[str]]:
-    """Titles most representative first (extraction orders them so), then the salient terms."""
+    """Titles most representative first (extraction orders them so), then the salient terms; text
+    repeated verbatim across the titles (boilerplate) is left out of both."""
+    journey = without_boilerplate(journey)
     titles = [t for t in (sanitise(t) for t in journey.get("representative_titles", [])) if t][:max_titles]
     keywords = [sanitise(term["term"].replace("_", " "), 40) for term in journey.get("salient_terms", [])]
     return titles, [k for k in keywords if k][:max_keywords]
@@ -123,7 +126,7 @@ class ExemplarBank:
 
 
 def render_exemplars(exemplars: list[Exemplar], max_titles: int) -> str:
-    template = load_template("exemplar")
+    template = template_from_id(EXEMPLAR)
     return "".join(
         template.text.format(**fields_for([sanitise(t) for t in e.titles][:max_titles], list(e.keywords)),
                              name=e.name)
