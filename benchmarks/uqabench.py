@@ -52,9 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from eval.uqabench.questions import DIMENSIONS, BuildConfig, build, read_inputs  # noqa: E402
+from eval.uqabench.questions import build  # noqa: E402
 from journeys import cli, io  # noqa: E402
 from journeys.sample.generator import SampleConfig, generate  # noqa: E402
+from journeys.uqa_questions import DIMENSIONS, BuildConfig, read_inputs  # noqa: E402
 from tuning.sequence_encoders import SequenceEncoderConfig, load_encoder, pretrain  # noqa: E402
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width  # noqa: E402
 from tuning.uqa_align import AlignConfig, align, evaluate_aligned, evaluate_baseline  # noqa: E402

@@ -14,7 +14,8 @@ def run(args) -> int:
 
 
 def _build(args) -> int:
-    from eval.uqabench.questions import BuildConfig, build
+    from eval.uqabench.questions import build
+    from journeys.uqa_questions import BuildConfig
 
     values = settings(args, BuildConfig)
     manifest = build(args.events, args.items, args.out, BuildConfig(**values), args.journeys)
@@ -26,7 +27,7 @@ def _build(args) -> int:
 def _pretrain(args) -> int:
     import torch
 
-    from eval.uqabench.questions import read_inputs
+    from journeys.uqa_questions import read_inputs
     from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 
     values = settings(args, SequenceEncoderConfig)
@@ -112,8 +113,8 @@ def _evaluate(args) -> int:
 
 
 def _score(args) -> int:
-    from eval.uqabench.questions import read_questions
-    from eval.uqabench.scoring import accuracy
+    from journeys.uqa_questions import read_questions
+    from journeys.uqa_scoring import accuracy
 
     predictions = {}
     for number, (row, problem) in enumerate(_prediction_rows(args.predictions), start=1):
@@ -135,7 +136,7 @@ def _prediction_rows(path: str):
 
 
 def add_parser(commands) -> None:
-    from eval.uqabench.questions import BuildConfig
+    from journeys.uqa_questions import BuildConfig
 
     uqabench = commands.add_parser("uqabench", help="UQABench-style question set, encoders, LLM alignment and scoring")
     targets = uqabench.add_subparsers(dest="target", required=True, metavar="TARGET")

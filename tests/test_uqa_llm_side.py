@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from eval.uqabench.questions import BuildConfig, build
-from eval.uqabench.scoring import score
+from eval.uqabench.questions import build
 from journeys import cli, io
 from journeys.sample.generator import SampleConfig, generate
+from journeys.uqa_questions import BuildConfig
+from journeys.uqa_scoring import score
 from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 from tuning.uqa_adapters import (
     AdapterConfig,
@@ -58,7 +59,7 @@ def world(tmp_path_factory):
     build(paths["events"], paths["items"], paths["questions"], BuildConfig())
     qdata = load_question_data(paths["questions"], paths["items"])
     train_llm(qdata, TINY_LLM, SplitConfig(), paths["llm"])
-    from eval.uqabench.questions import read_inputs
+    from journeys.uqa_questions import read_inputs
 
     inputs = read_inputs(paths["events"], paths["items"])
     pretrain(inputs.events, inputs.items, SequenceEncoderConfig(kind="gru4rec", dim=16, layers=1, max_len=20, epochs=1,

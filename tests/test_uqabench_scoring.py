@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval.uqabench.scoring import accuracy, score
+from journeys.uqa_scoring import accuracy, score
 
 
 def test_a_prediction_is_right_when_it_starts_with_the_gold_letter_and_nothing_is_normalised():

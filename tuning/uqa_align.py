@@ -16,7 +16,7 @@ UQABench), ``encoder`` (the sequence encoder trains too), ``lora`` (LoRA on the 
 plus the adapter). The base LLM's weights never change.
 
 **Evaluation** (``evaluate``) decodes greedily on the evaluation users' questions and scores with
-UQABench's rule (``eval.uqabench.scoring``): accuracy per sub-task, per dimension and overall. The
+UQABench's rule (``journeys.uqa_scoring``): accuracy per sub-task, per dimension and overall. The
 baselines run the same LLM with no adapter: ``none`` (question only) and ``text`` (the history
 written out, truncated to the context).
 """
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eval.uqabench.scoring import accuracy
+from journeys.uqa_scoring import accuracy
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width
 from tuning.uqa_llm import (
     PromptBuilder,

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from eval.uqabench.questions import LETTERS, interests_of
 from journeys.model import Item
+from journeys.uqa_questions import LETTERS, interests_of
 
 LLM_FILE = "uqa_llm.json"
 SPECIALS = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
@@ -267,7 +267,7 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def practice_questions(data: QuestionData, users: set[str], seeds: int) -> tuple[list[dict], dict[str, list[str]]]:
     """Extra training questions for ``users``: their history cut again (its own last interactions
     held out) and asked with other seeds. Returns the questions and the histories they are about."""
-    from eval.uqabench.questions import BuildConfig, build_questions
+    from journeys.uqa_questions import BuildConfig, build_questions
 
     events = [e for e in data.events if e.user_id in users]
     extra, histories = [], {}
@@ -345,8 +345,8 @@ class QuestionData:
 def load_question_data(questions_path: str, items_path: str) -> QuestionData:
     """The question set of ``journeys uqabench build`` (its folder or questions.jsonl), the history
     events beside it and the item catalogue."""
-    from eval.uqabench.questions import read_inputs, read_questions
     from journeys import io
+    from journeys.uqa_questions import read_inputs, read_questions
 
     questions = read_questions(questions_path)
     folder = questions_path[:-len("questions.jsonl")].rstrip("/") if questions_path.endswith(".jsonl") \

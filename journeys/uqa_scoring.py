@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from eval.uqabench.questions import SUBTASKS
+from journeys.uqa_questions import SUBTASKS
 
 
 def score(prediction: str | None, gold: str) -> bool:
