@@ -278,8 +278,8 @@ def test_cli_builds_the_llm_and_runs_the_baselines(world, tmp_path):
         assert report["run"]["context"] == 64 and report["accuracy"]["overall"]["total"] == len(_eval_set(world))
     errors = text_io.StringIO()
     with contextlib.redirect_stderr(errors):
-        assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text"]) == 2
-    assert "--baseline needs --llm" in errors.getvalue()
+        assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text", "--aligned", llm]) == 2
+    assert "give --aligned" in errors.getvalue()
 
 
 def test_sequence_encoder_embeddings_from_journeys_encode_align_like_any_table(world, tmp_path):
