@@ -70,6 +70,8 @@ class AlignConfig:
     batch_size: int = field(default=32, metadata={"help": "questions per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
     random_dim: int = field(default=64, metadata={"help": "random source: width of the random embeddings"})
+    loss_questions: int = field(default=256, metadata={
+        "help": "the loss before and after alignment is measured on the first N training questions"})
     max_new_tokens: int = field(default=1, metadata={"help": "greedy decoding: new tokens (the answer is one letter)"})
     seed: int = field(default=0, metadata={"help": "random seed; same seed and data, same adapter"})
 
@@ -80,6 +82,8 @@ class AlignConfig:
             raise ValueError("lora_rank, epochs, batch_size, random_dim and max_new_tokens must be >= 1")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
+        if self.loss_questions < 1:
+            raise ValueError("loss_questions must be >= 1")
         if self.steps < 0:
             raise ValueError("steps cannot be negative")
 
@@ -246,7 +250,11 @@ def _loss(model: UserLLM, source: UserSource, builder: PromptBuilder, questions:
     return answer_loss(model(ids, mask, states, state_mask, keep=keep), labels[:, -keep:])
 
 
-def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], batch_size: int = 64) -> float:
+def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], batch_size: int = 64,
+              limit: int = 256) -> float:
+    """Mean answer loss over the first ``limit`` questions (a fixed sample: on a real LLM the whole
+    training set would cost as much as the training itself)."""
+    questions = questions[:limit]
     with torch.no_grad():
         losses = [(_loss(aligned.model, aligned.source, builder, [questions[i] for i in b]).item(), len(b))
                   for b in _batches(len(questions), batch_size)]
@@ -295,7 +303,7 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
     trainable = list({id(p): p for p in trainable}.values())
     optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
-    before = mean_loss(aligned, builder, questions)
+    before = mean_loss(aligned, builder, questions, limit=config.loss_questions)
     losses = []  # mean training loss per pass (per epoch, or per pass over the questions within --steps)
     budget = config.steps or config.epochs * len(_batches(len(questions), config.batch_size))
     done = 0
@@ -317,7 +325,8 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
         "config": asdict(config), "split": asdict(split), "context": context,
         "data": {"train_users": len(train_users), "train_questions": len(questions),
                  "trainable_parameters": sum(p.numel() for p in trainable), "steps": done},
-        "metrics": {"loss_before": before, "train_loss": losses, "loss_after": mean_loss(aligned, builder, questions)},
+        "metrics": {"loss_before": before, "train_loss": losses, "loss_after": mean_loss(aligned, builder, questions,
+                                                                                       limit=config.loss_questions)},
     }
     if out:
         save(aligned, out)
