@@ -107,7 +107,7 @@ def test_trained_baselines_get_the_same_step_budget(world, arch, tmp_path):
             "text": ({"source": "text"}, AlignConfig(strategy="lora", steps=3, batch_size=8, learning_rate=5e-3))}
     reports = {}
     for name, (spec, config) in runs.items():
-        aligned = align(world["data"], world[arch], spec, AdapterConfig(), config, context=128,
+        aligned = align(world["data"], world[arch], spec, AdapterConfig(), config, context=256,
                         out=str(tmp_path / name))
         assert aligned.metadata["data"]["steps"] == 3
         reports[name] = evaluate_aligned(load_aligned(str(tmp_path / name), world["data"]), world["data"])

@@ -17,10 +17,10 @@ The prompt (``PromptBuilder``) is plain text, the same for every model::
 
     History: <title> [<tag>, <tag>] ; <title> [<tag>] ; ...      (only when history is shown)
     Question: <question>
-    Options: A: <text> B: <text> C: <text> D: <text>
-    Answer:
+    Options: (A) <text> (B) <text> (C) <text> (D) <text>
+    Answer: (
 
-followed by the answer's tokens (the gold letter, tokenised on its own) and the end-of-text token.
+followed by the answer's tokens (the gold letter, tokenised on its own).
 
 Users are split once, by a hash of (seed, user id) (``split_users``): evaluation questions belong
 to users whose questions were never used to train the LLM or an adapter.
@@ -130,8 +130,10 @@ class PromptBuilder:
 
     @staticmethod
     def question_text(question: dict) -> str:
-        options = " ".join(f"{letter}: {question['options'][letter]}" for letter in LETTERS)
-        return f"Question: {question['question']}\nOptions: {options}\nAnswer:"
+        # "Answer: (" asks for a bare letter: after "Answer:" a pretrained model writes " A" (a space
+        # first), which UQABench's starts-with rule scores as wrong; after "(" it writes "A".
+        options = " ".join(f"({letter}) {question['options'][letter]}" for letter in LETTERS)
+        return f"Question: {question['question']}\nOptions: {options}\nAnswer: ("
 
     def history_text(self, history: list[str], budget: int) -> tuple[str, int]:
         """The most recent events whose text fits in ``budget`` tokens, oldest first; and how many."""
@@ -165,8 +167,8 @@ class PromptBuilder:
         return ids
 
     def answer(self, letter: str) -> list[int]:
-        eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
-        return self._tokens(letter) + eos
+        """The gold letter's tokens: the loss is on the letter only."""
+        return self._tokens(letter)
 
 
 # ---- the built-in tokenizer and decoder ------------------------------------------------------------
