@@ -108,7 +108,7 @@ def intervals(questions: Iterable[dict], predictions: Mapping[str, str], referen
         if theirs is not None:
             base = reference_correct[:, j].sum() / total[:, j].sum()
             low, high = np.nanpercentile(ours[:, j] - theirs[:, j], [tail, 100 - tail])
-            entry.update(difference=round(entry["accuracy"] - float(base), 4),
-                         difference_low=round(float(low), 4), difference_high=round(float(high), 4))
+            entry.update(difference=round(entry["accuracy"] - float(base), 4) + 0.0,  # no "-0.0"
+                         difference_low=round(float(low), 4) + 0.0, difference_high=round(float(high), 4) + 0.0)
         result[cell] = entry
     return result
