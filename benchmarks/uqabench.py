@@ -1,17 +1,23 @@
-"""The UQABench table end to end on the built-in sample: accuracy, efficiency and a scaling sweep.
+"""The UQABench table end to end on the built-in sample with a pretrained LLM: accuracy with
+intervals, efficiency and a scaling sweep.
 
-Steps, all in this process, one torch thread:
+Steps, all in this process (``--torch_threads``, default 1):
 
-1. the sample (``journeys sample`` defaults: 200 users) and its question set (``uqabench build``);
+1. the sample (``journeys sample`` with ``--users``) and its question set (``uqabench build``);
 2. the encoders: journeys extracted from the question set's ``history.parquet`` and encoded with
-   the journey encoder (``journeys extract`` + ``journeys encode``); the SASRec-, GRU4Rec- and
-   LLaMA-style sequence encoders pre-trained on next items (``uqabench pretrain`` defaults);
-3. the frozen LLM (``uqabench llm`` defaults): trained on the training users' text prompts;
-4. the accuracy table: each encoder x integration mode (soft prompt with 1 token = UQABench, soft
-   prompt with k tokens, Perceiver with M latents, gated cross-attention), aligned on the training
-   users and evaluated on the held-out users, beside the three baselines (no history, text prompt
-   cut to the LLM's context, random embedding through a one-token soft prompt), and the LLaMA-style
-   encoder's one-token soft prompt trained with the other strategies (encoder + adapter, LoRA);
+   the journey encoder (``journeys extract`` + ``journeys encode``); the LLaMA-style (and, unless
+   ``--quick``, SASRec- and GRU4Rec-style) sequence encoders pre-trained on next items;
+3. the frozen LLM: the packaged SmolLM2-135M-Instruct by default (``--llm`` takes any other);
+4. the accuracy table on the held-out users. Every trained row gets the same budget (``--steps``
+   optimiser steps of ``--batch_size`` questions, AdamW ``--learning_rate``): the trained baselines
+   (no history: one soft token from the same vector for every user, so it learns the priors; a
+   random embedding per user through one soft token; the text prompt, the history written out and
+   cut to ``--text_budget`` tokens, with LoRA rank 8 on q/k/v/o), each encoder x integration mode
+   (soft prompt 1 token = UQABench, soft prompt 4 tokens, Perceiver with 4 latents, gated
+   cross-attention), and the LLaMA-style encoder's one-token soft prompt with the other strategies
+   (encoder + adapter, LoRA + adapter); and, untrained, the zero-shot no-history and text prompts.
+   Each row has 95% bootstrap intervals over users (``--bootstrap`` resamples) and the paired
+   difference against the trained no-history row;
 5. efficiency: prompt tokens and the median forward latency (batch of one question, ``--repeats``
    runs) of the text prompt with the whole history written out and of soft prompt, Perceiver and
    cross-attention (LLaMA-style encoder over the same history + adapter + LLM) at history lengths 50,
@@ -19,14 +25,18 @@ Steps, all in this process, one torch thread:
    latency does not depend on the weights, so these adapters are untrained;
 6. the scaling sweep: LLaMA-style encoders of each width x depth, pre-trained on the last N history
    interactions for each N, aligned with the one-token soft prompt; accuracy per dimension as a
-   table and an SVG plot (interest perception against N, a line per width x depth).
+   table and an SVG plot (interest perception against N, a line per width x depth);
+7. with ``--movielens DIR`` (ml-latest-small): the main rows on MovieLens converted with
+   ``journeys convert movielens``, its first ``--movielens_users`` users.
 
-Run from the repository root (about 14 minutes on 2 CPU cores; ``--quick`` about 4):
+``--sections`` picks the steps 4-7 to run; ``OUT/results.json`` is rewritten after each, so a
+stopped run keeps what it finished. Run from the repository root:
 
     python benchmarks/uqabench.py --out uqa-bench
-    python benchmarks/uqabench.py --quick --out uqa-bench
-    python benchmarks/uqabench.py --llm path/to/causal-lm --torch_threads 8 --out uqa-bench   # a pretrained LLM
+    python benchmarks/uqabench.py --quick --out uqa-bench-quick
 
+``--quick`` (the reduced run): 30 users, 30 steps of 8, the journey and LLaMA-style encoders with
+the one-token soft prompt only, LoRA + adapter, efficiency with 3 repeats, no sweep.
 It writes ``OUT/results.json`` (every figure), ``OUT/scaling.svg`` and prints the tables.
 """
 
@@ -50,15 +60,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 import torch  # noqa: E402
 
-from eval.uqabench.questions import DIMENSIONS, BuildConfig, build, read_inputs  # noqa: E402
+from eval.uqabench.questions import build  # noqa: E402
 from journeys import cli, io  # noqa: E402
 from journeys.sample.generator import SampleConfig, generate  # noqa: E402
+from journeys.uqa_questions import DIMENSIONS, BuildConfig, read_inputs  # noqa: E402
+from journeys.uqa_scoring import intervals  # noqa: E402
 from tuning.sequence_encoders import SequenceEncoderConfig, load_encoder, pretrain  # noqa: E402
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width  # noqa: E402
-from tuning.uqa_align import AlignConfig, align, evaluate_aligned, evaluate_baseline  # noqa: E402
-from tuning.uqa_llm import LlmConfig, PromptBuilder, SplitConfig, left_pad, load_llm, load_question_data, train_llm  # noqa: E402
+from tuning.uqa_align import (  # noqa: E402
+    AlignConfig,
+    align,
+    eval_questions,
+    evaluate_aligned,
+    evaluate_baseline,
+)
+from tuning.uqa_llm import PromptBuilder, SplitConfig, left_pad, load_llm, load_question_data  # noqa: E402
 
 MODES = {"soft1": AdapterConfig(mode="soft", soft_tokens=1), "soft4": AdapterConfig(mode="soft", soft_tokens=4),
          "perceiver4": AdapterConfig(mode="perceiver", latents=4), "xattn": AdapterConfig(mode="xattn")}
@@ -74,20 +94,36 @@ def quiet(function, *args, **kwargs):
         return function(*args, **kwargs)
 
 
-def row(report: dict) -> dict:
+def row(report: dict, questions: list[dict] | None = None, reference: dict | None = None,
+        samples: int = 1000) -> dict:
+    """A table row; with the questions and a reference run's predictions, the bootstrap intervals
+    and paired differences against it."""
     accuracy = report["accuracy"]
-    return {"overall": accuracy["overall"]["accuracy"],
-            **{d: accuracy["dimensions"][d]["accuracy"] for d in DIMENSIONS},
-            "subtasks": {s: c["accuracy"] for s, c in accuracy["subtasks"].items()},
-            "questions": accuracy["overall"]["total"], "prompt_tokens": report["prompt_tokens"]}
+    cells = {"overall": accuracy["overall"]["accuracy"],
+             **{d: accuracy["dimensions"][d]["accuracy"] for d in DIMENSIONS},
+             "subtasks": {s: c["accuracy"] for s, c in accuracy["subtasks"].items()},
+             "questions": accuracy["overall"]["total"], "prompt_tokens": report["prompt_tokens"]}
+    if questions is not None:
+        cells["intervals"] = intervals(questions, report["predictions"], reference, samples=samples)
+    return cells
 
 
-def prepare(out: Path) -> dict:
-    paths = {"sample": out / "sample", "questions": out / "q", "journeys": out / "hx", "embeddings": out / "emb",
-             "llm": out / "llm"}
-    data = generate(SampleConfig())
-    for name in ("events", "items"):
-        io.write_table(getattr(data, name), str(paths["sample"] / f"{name}.parquet"))
+def prepare(out: Path, users: int, movielens: str | None = None) -> dict:
+    """The data (the sample with ``users`` users, or MovieLens' first ``users`` users), its question set,
+    and the journey encoder's embeddings of the question users."""
+    paths = {"sample": out / "sample", "questions": out / "q", "journeys": out / "hx", "embeddings": out / "emb"}
+    if movielens:
+        converted = out / "converted"
+        quiet(cli.main, ["convert", "movielens", "--src", movielens, "--out", str(converted)])
+        events = io.read_table(str(converted / "events.parquet"))
+        keep = sorted(set(events["user_id"].to_pylist()))[:users]
+        io.write_table(events.filter(pc.is_in(events["user_id"], value_set=pa.array(keep))),
+                       str(paths["sample"] / "events.parquet"))
+        io.write_table(io.read_table(str(converted / "items.parquet")), str(paths["sample"] / "items.parquet"))
+    else:
+        data = generate(SampleConfig(users=users))
+        for name in ("events", "items"):
+            io.write_table(getattr(data, name), str(paths["sample"] / f"{name}.parquet"))
     items = str(paths["sample"] / "items.parquet")
     build(str(paths["sample"] / "events.parquet"), items, str(paths["questions"]), BuildConfig())
     history = str(paths["questions"] / "history.parquet")
@@ -107,25 +143,42 @@ def pretrain_sequence(paths: dict, out: Path, config: SequenceEncoderConfig, nam
     return folder, metadata["metrics"]["test"]
 
 
-def accuracy_table(data, encoders: dict, llm: str, align_config: AlignConfig, modes: dict, strategies) -> dict:
-    table = {}
-    for baseline in ("none", "text"):
-        table[f"baseline: {'no history' if baseline == 'none' else 'text prompt'}"] = row(
-            evaluate_baseline(baseline, data, llm))
-    log("baselines done")
-    random = align(data, llm, {"source": "random"}, MODES["soft1"], align_config)
-    table["baseline: random embedding (soft1)"] = row(evaluate_aligned(random, data))
+def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: dict, strategies,
+                   text_budget: int, samples: int, save) -> dict:
+    """Every row at the same step budget, with intervals and paired differences against the trained
+    no-history row; ``save(table)`` after each row, so a stopped run keeps the rows it finished."""
+    questions = eval_questions(data, SplitConfig())
+    table, reference = {}, None
+
+    def add(name, report, started):
+        table[name] = {**row(report, questions, reference, samples),
+                       "seconds": round(time.perf_counter() - started, 1)}
+        cell = table[name]["intervals"]["interest_perception"]
+        log(f"{name}: interest {cell['accuracy']} [{cell['low']}, {cell['high']}], overall {table[name]['overall']}")
+        save(table)
+
+    started = time.perf_counter()
+    none = evaluate_aligned(align(data, llm, {"source": "none"}, MODES["soft1"], align_config), data)
+    reference = none["predictions"]
+    add("trained: no history (soft1)", none, started)
+    started = time.perf_counter()
+    add("trained: random embedding (soft1)",
+        evaluate_aligned(align(data, llm, {"source": "random"}, MODES["soft1"], align_config), data), started)
+    started = time.perf_counter()
+    text = align(data, llm, {"source": "text"}, MODES["soft1"], replace(align_config, strategy="lora"),
+                 context=text_budget)
+    add(f"trained: text prompt <= {text_budget} tokens + LoRA", evaluate_aligned(text, data), started)
     for encoder, spec in encoders.items():
         for mode, adapter in modes.items():
             started = time.perf_counter()
-            aligned = align(data, llm, spec, adapter, align_config)
-            table[f"{encoder} x {mode}"] = {**row(evaluate_aligned(aligned, data)),
-                                            "align_seconds": round(time.perf_counter() - started, 1)}
-            log(f"{encoder} x {mode}: {table[f'{encoder} x {mode}']['interest_perception']}")
+            add(f"{encoder} x {mode}", evaluate_aligned(align(data, llm, spec, adapter, align_config), data), started)
     for strategy, label in strategies:  # the other training strategies, on the LLaMA-style encoder
+        started = time.perf_counter()
         aligned = align(data, llm, encoders["llama"], MODES["soft1"], replace(align_config, strategy=strategy))
-        table[f"llama x soft1 ({label})"] = row(evaluate_aligned(aligned, data))
-        log(f"llama x soft1 ({label}) done")
+        add(f"llama x soft1 ({label})", evaluate_aligned(aligned, data), started)
+    for baseline, label in (("none", "no history"), ("text", f"text prompt <= {text_budget} tokens")):
+        started = time.perf_counter()
+        add(f"zero-shot: {label}", evaluate_baseline(baseline, data, llm, context=text_budget), started)
     return table
 
 
@@ -237,14 +290,31 @@ def svg_plot(results: list, metric: str = "interest_perception") -> str:
     return "\n".join(parts) + "\n"
 
 
+def _accuracy_table(title: str, table: dict) -> None:
+    short = {"sequence_understanding": "seq.", "action_prediction": "action", "interest_perception": "interest"}
+    print(f"\n{title}\n(accuracy [95% bootstrap interval over users]; d = paired difference against the trained "
+          "no-history row)")
+    print(f"{'run':44} " + " ".join(f"{short[d]:>8}" for d in DIMENSIONS) + f" {'overall':>20} "
+          f"{'d interest':>22} {'d overall':>22} {'tokens':>7}")
+    for name, cells in table.items():
+        iv = cells["intervals"]
+        def diff(cell):
+            return f"{cell['difference']:+.3f} [{cell['difference_low']:+.3f},{cell['difference_high']:+.3f}]"
+        print(f"{name:44} " + " ".join(f"{cells[d]:>8.3f}" for d in DIMENSIONS)
+              + f" {iv['overall']['accuracy']:.3f} [{iv['overall']['low']:.3f},{iv['overall']['high']:.3f}]"
+              + f" {diff(iv['interest_perception']):>22} {diff(iv['overall']):>22} {cells['prompt_tokens']:>7.1f}")
+
+
 def print_tables(results: dict) -> None:
     short = {"sequence_understanding": "seq. underst.", "action_prediction": "action pred.",
              "interest_perception": "interest perc."}
-    print("\nAccuracy on the held-out users' questions (UQABench rule: the answer starts with the gold letter)")
-    print(f"{'run':44} " + " ".join(f"{short[d]:>14}" for d in DIMENSIONS) + f" {'overall':>8} {'tokens':>7}")
-    for name, cells in results["accuracy"].items():
-        print(f"{name:44} " + " ".join(f"{cells[d]:>14.3f}" for d in DIMENSIONS)
-              + f" {cells['overall']:>8.3f} {cells['prompt_tokens']:>7.1f}")
+    if "accuracy" in results:
+        _accuracy_table("Accuracy on the held-out users' questions (UQABench rule: the answer starts with the "
+                        "gold letter)", results["accuracy"])
+    if "movielens" in results:
+        _accuracy_table("MovieLens: the main rows", results["movielens"])
+    if "efficiency" not in results:
+        return
     print("\nEfficiency: text prompt with the whole history against the user-embedding modes (batch of one)")
     print(f"{'history':>8} {'mode':>11} {'tokens':>7} {'median ms':>10} {'token ratio':>12} {'latency ratio':>14}")
     for length, cell in results["efficiency"].items():
@@ -254,6 +324,8 @@ def print_tables(results: dict) -> None:
         for mode, figures in cell.items():
             print(f"{length:>8} {mode:>11} {figures['prompt_tokens']:>7} {figures['latency_ms']:>10.2f} "
                   f"{figures.get('token_ratio', 1.0):>12.2f} {figures.get('latency_ratio', 1.0):>14.2f}")
+    if "scaling" not in results:
+        return
     print("\nScaling sweep: LLaMA-style encoder, one-token soft prompt")
     print(f"{'width':>6} {'depth':>6} {'history':>8} {'recall@10':>10} "
           + " ".join(f"{short[d]:>14}" for d in DIMENSIONS) + f" {'overall':>8}")
@@ -264,49 +336,77 @@ def print_tables(results: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="work folder (sample, encoders, LLM, results)")
-    parser.add_argument("--quick", action="store_true", help="fewer modes, epochs and sweep points (about 4 min)")
-    parser.add_argument("--repeats", type=int, default=20, help="latency: timed forward passes per cell")
-    parser.add_argument("--llm", default=None,
-                        help="a Hugging Face causal LM folder (or an id in the local cache) to use as the frozen LLM "
-                        "instead of training the built-in one")
+    parser.add_argument("--out", required=True, help="work folder (sample, encoders, results)")
+    parser.add_argument("--quick", action="store_true", help="the reduced run (see above)")
+    parser.add_argument("--llm", default=None, help="the frozen LLM (default: the packaged smollm2-135m-instruct; "
+                        "gemma-3-270m, a .gguf file, a Hugging Face folder, or a folder from `uqabench llm`)")
+    parser.add_argument("--users", type=int, default=None, help="sample users (default 200; --quick 30)")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps of every trained row "
+                        "(default 60; --quick 30)")
+    parser.add_argument("--batch_size", type=int, default=8, help="questions per step (default 8)")
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--text_budget", type=int, default=256, help="text prompt: tokens at most (default 256)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of users (default 1000)")
+    parser.add_argument("--repeats", type=int, default=None, help="latency: timed forward passes per cell "
+                        "(default 20; --quick 3)")
+    parser.add_argument("--sections", default="accuracy,efficiency,scaling,movielens",
+                        help="which of accuracy, efficiency, scaling, movielens to run")
+    parser.add_argument("--movielens", default=None, help="ml-latest-small folder: also the main rows on it")
+    parser.add_argument("--movielens_users", type=int, default=40, help="MovieLens users (default 40)")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
+    sections = set(args.sections.split(","))
+    users = args.users or (30 if args.quick else 200)
+    steps = args.steps or (30 if args.quick else 60)
+    repeats = args.repeats or (3 if args.quick else 20)
     out = Path(args.out)
     started = time.perf_counter()
-    paths = prepare(out)
+    llm = args.llm
+    align_config = AlignConfig(steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               loss_questions=32)
+    results = {"settings": {"quick": args.quick, "llm": llm or "smollm2-135m-instruct", "users": users,
+                            "align": align_config.__dict__, "text_budget": args.text_budget,
+                            "bootstrap": args.bootstrap, "split": SplitConfig().__dict__}}
+
+    def save(**parts):
+        results.update(parts, wall_seconds=round(time.perf_counter() - started, 1))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    paths = prepare(out, users)
     data = load_question_data(paths["questions"], paths["items"])
+    log(f"{len(data.questions)} questions of {users} users")
     log("pre-training sequence encoders")
     encoders = {"journey": {"source": "embeddings", "path": paths["embeddings"]}}
     ranking = {}
     for kind in (("llama",) if args.quick else SEQUENCE_KINDS):
         folder, ranking[kind] = pretrain_sequence(paths, out, SequenceEncoderConfig(kind=kind), kind)
         encoders[kind] = {"source": "sequence", "path": folder}
-    if args.llm:
-        llm, llm_meta = args.llm, {"llm": args.llm}
-    else:
-        log("training the frozen LLM on text prompts")
-        llm_config = LlmConfig(question_seeds=1, epochs=2) if args.quick else LlmConfig()
-        _, _, llm_meta = train_llm(data, llm_config, SplitConfig(), paths["llm"])
-        llm = paths["llm"]
-        log(f"LLM trained: {llm_meta['metrics']}")
-    align_config = AlignConfig(epochs=3) if args.quick else AlignConfig()
-    modes = {k: MODES[k] for k in (("soft1", "xattn") if args.quick else MODES)}
-    results = {"settings": {"quick": args.quick, "llm": llm_meta, "align": align_config.__dict__,
-                            "sequence_encoders": ranking}}
-    strategies = () if args.quick else (("encoder", "encoder + adapter"), ("lora", "LoRA + adapter"))
-    results["accuracy"] = accuracy_table(data, encoders, llm, align_config, modes, strategies)
-    results["efficiency"] = efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), args.repeats)
-    widths, depths, lengths = ((32, 64), (1,), (10, 50)) if args.quick else ((32, 64), (1, 2), (10, 25, 50))
-    sweep_align = replace(align_config, epochs=max(3, align_config.epochs // 2))
-    results["scaling"] = scaling(data, paths, out, llm, widths, depths, lengths, sweep_align,
-                                 5 if args.quick else 10)
-    results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
+    results["settings"]["sequence_encoders"] = ranking
+    modes = {k: MODES[k] for k in (("soft1",) if args.quick else MODES)}
+    strategies = (("lora", "LoRA + adapter"),) if args.quick else (("encoder", "encoder + adapter"),
+                                                                   ("lora", "LoRA + adapter"))
+    if "accuracy" in sections:
+        accuracy_table(data, encoders, llm, align_config, modes, strategies, args.text_budget, args.bootstrap,
+                       lambda table: save(accuracy=table))
+    if "efficiency" in sections:
+        save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), repeats))
+    if "scaling" in sections and not args.quick:
+        widths, depths, lengths = (32, 64), (1, 2), (10, 25, 50)
+        save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10))
+        (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
+    if "movielens" in sections and args.movielens:
+        ml_paths = prepare(out / "movielens", args.movielens_users, args.movielens)
+        ml_data = load_question_data(ml_paths["questions"], ml_paths["items"])
+        folder, _ = pretrain_sequence(ml_paths, out / "movielens", SequenceEncoderConfig(kind="llama"), "llama")
+        ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
+                       "llama": {"source": "sequence", "path": folder}}
+        accuracy_table(ml_data, ml_encoders, llm, align_config, {"soft1": MODES["soft1"]}, (), args.text_budget,
+                       args.bootstrap, lambda table: save(movielens=table))
+    save()
     print_tables(results)
-    print(f"\nwall time {results['wall_seconds']} s; figures in {out / 'results.json'}, plot in {out / 'scaling.svg'}")
+    print(f"\nwall time {results['wall_seconds']} s; figures in {out / 'results.json'}")
     return 0
 
 

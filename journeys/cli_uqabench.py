@@ -14,7 +14,8 @@ def run(args) -> int:
 
 
 def _build(args) -> int:
-    from eval.uqabench.questions import BuildConfig, build
+    from eval.uqabench.questions import build
+    from journeys.uqa_questions import BuildConfig
 
     values = settings(args, BuildConfig)
     manifest = build(args.events, args.items, args.out, BuildConfig(**values), args.journeys)
@@ -26,7 +27,7 @@ def _build(args) -> int:
 def _pretrain(args) -> int:
     import torch
 
-    from eval.uqabench.questions import read_inputs
+    from journeys.uqa_questions import read_inputs
     from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 
     values = settings(args, SequenceEncoderConfig)
@@ -73,12 +74,13 @@ def _align(args) -> int:
     from tuning.uqa_adapters import AdapterConfig
     from tuning.uqa_align import AlignConfig, align
 
-    chosen = [name for name in ("embeddings", "encoder", "random") if getattr(args, name)]
+    chosen = [name for name in ("embeddings", "encoder", "random", "no_history", "text") if getattr(args, name)]
     if len(chosen) != 1:
         raise ValueError("give exactly one user source: --embeddings (journeys encode), --encoder (uqabench "
-                         "pretrain) or --random")
+                         "pretrain), or a baseline: --random, --no_history or --text")
     spec = {"embeddings": {"source": "embeddings", "path": args.embeddings},
-            "encoder": {"source": "sequence", "path": args.encoder}, "random": {"source": "random"}}[chosen[0]]
+            "encoder": {"source": "sequence", "path": args.encoder}, "random": {"source": "random"},
+            "no_history": {"source": "none"}, "text": {"source": "text"}}[chosen[0]]
     adapter = AdapterConfig(**settings(args, AdapterConfig))
     config = AlignConfig(**settings(args, AlignConfig))
     aligned = align(_uqa_data(args), args.llm, spec, adapter, config, _split(args), args.out, args.context)
@@ -93,14 +95,14 @@ def _evaluate(args) -> int:
 
     if bool(args.aligned) == bool(args.baseline):
         raise ValueError("give --aligned (a folder from `journeys uqabench align`) or --baseline none|text")
-    if args.baseline and not args.llm:
-        raise ValueError("--baseline needs --llm: the frozen LLM to ask")
     data = _uqa_data(args)
     if args.aligned:
         report = evaluate_aligned(load_aligned(args.aligned, data), data)
     else:
         report = evaluate_baseline(args.baseline, data, args.llm, _split(args), args.context)
     predictions = report.pop("predictions")
+    if args.paired_with:
+        report["intervals"] = _paired(report, predictions, args.paired_with, data)
     if args.predictions:
         io.write_text("".join(json.dumps({"question_id": q, "prediction": p}) + "\n" for q, p in predictions.items()),
                       args.predictions)
@@ -111,9 +113,21 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _paired(report: dict, predictions: dict, path: str, data) -> dict:
+    """Intervals with the paired difference against another run's predictions on the same questions."""
+    from journeys.uqa_scoring import intervals
+
+    reference = {row["question_id"]: row["prediction"] for row, _ in _prediction_rows(path) if row}
+    questions = [q for q in data.questions if q["question_id"] in predictions]
+    if set(reference) != set(predictions):
+        raise ValueError(f"--paired_with {path} holds predictions for other questions than this run's: "
+                         "compare runs on the same split")
+    return intervals(questions, predictions, reference)
+
+
 def _score(args) -> int:
-    from eval.uqabench.questions import read_questions
-    from eval.uqabench.scoring import accuracy
+    from journeys.uqa_questions import read_questions
+    from journeys.uqa_scoring import accuracy
 
     predictions = {}
     for number, (row, problem) in enumerate(_prediction_rows(args.predictions), start=1):
@@ -135,7 +149,7 @@ def _prediction_rows(path: str):
 
 
 def add_parser(commands) -> None:
-    from eval.uqabench.questions import BuildConfig
+    from journeys.uqa_questions import BuildConfig
 
     uqabench = commands.add_parser("uqabench", help="UQABench-style question set, encoders, LLM alignment and scoring")
     targets = uqabench.add_subparsers(dest="target", required=True, metavar="TARGET")
@@ -205,16 +219,25 @@ def _add_llm_side(targets) -> None:
     aligning = targets.add_parser(
         "align", help="train an adapter that brings user embeddings into the frozen LLM",
         description="Train on the training users' questions (no history text; the user comes through the adapter; "
-        "loss on the answer) with the LLM frozen. Sources: --embeddings (journeys encode output), --encoder (a "
-        "folder from uqabench pretrain: all per-step states) or --random (a fixed random vector per user: the "
-        "sanity baseline). Modes: soft (--soft_tokens k, 1 = UQABench), perceiver (--latents M), xattn (gated "
+        "loss on the answer) with the LLM frozen (by default the packaged SmolLM2-135M-Instruct). Sources: "
+        "--embeddings (journeys encode output), --encoder (a folder from uqabench pretrain: all per-step states); "
+        "baselines: --random (a fixed random vector per user), --no_history (the same vector for all: the priors), "
+        "--text (the history as text, LoRA). --steps fixes the optimiser steps (the same budget for every row). "
+        "Modes: soft (--soft_tokens k, 1 = UQABench), perceiver (--latents M), xattn (gated "
         "cross-attention, gates start at zero). Strategies: adapter, encoder (+ the sequence encoder), lora.")
     _common(aligning)
-    aligning.add_argument("--llm", required=True, help="frozen LLM: a folder from `uqabench llm` or a Hugging Face id")
+    aligning.add_argument("--llm", default=None,
+                          help="frozen LLM: a packaged one by name (default smollm2-135m-instruct; gemma-3-270m), a "
+                          ".gguf file, a Hugging Face folder or offline id, or a folder from `uqabench llm`")
     aligning.add_argument("--out", required=True, help="folder to write the adapter to")
     aligning.add_argument("--embeddings", default=None, help="user embeddings from `journeys encode`")
     aligning.add_argument("--encoder", default=None, help="a sequence encoder from `journeys uqabench pretrain`")
     aligning.add_argument("--random", action="store_true", help="random embeddings (sanity baseline)")
+    aligning.add_argument("--no_history", action="store_true",
+                          help="the same zero vector for every user (no-history baseline: learns the priors)")
+    aligning.add_argument("--text", action="store_true",
+                          help="no adapter: the history written out, cut to --context tokens (text-prompt baseline; "
+                          "needs --strategy lora)")
     aligning.add_argument("--context", type=int, default=256, help="prompt tokens at most (default 256)")
     add_fields(aligning, AdapterConfig)
     add_fields(aligning, AlignConfig)
@@ -223,12 +246,15 @@ def _add_llm_side(targets) -> None:
         "evaluate", help="greedy answers of the evaluation users' questions, scored as UQABench does",
         description="Decode greedily for the questions of the evaluation users (never seen in LLM training or "
         "alignment) and print JSON: accuracy per sub-task, per dimension and overall (a prediction is correct when "
-        "it starts with the gold letter), and the mean prompt tokens. Either --aligned A (a folder from align) or "
-        "--baseline none|text with --llm (text: the history written out, cut to --context).")
+        "it starts with the gold letter), 95% bootstrap intervals over users, and the mean prompt tokens. Either "
+        "--aligned A (a folder from align) or an untrained --baseline none|text on --llm (text: the history "
+        "written out, cut to --context). --paired_with P adds the paired difference against P's predictions.")
     _common(evaluating)
     evaluating.add_argument("--aligned", default=None, help="a folder from `journeys uqabench align`")
     evaluating.add_argument("--baseline", default=None, choices=["none", "text"], help="a baseline without adapter")
-    evaluating.add_argument("--llm", default=None, help="baselines: the frozen LLM")
+    evaluating.add_argument("--llm", default=None, help="baselines: the frozen LLM (default smollm2-135m-instruct)")
+    evaluating.add_argument("--paired_with", default=None,
+                            help="another run's --predictions on the same questions: add paired differences")
     evaluating.add_argument("--context", type=int, default=None,
                             help="text baseline: prompt tokens (default: the built-in LLM's, else 256)")
     evaluating.add_argument("--out", default=None, help="also write the JSON here")

@@ -92,7 +92,7 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(case, small_sample, 
 
 @pytest.fixture(scope="module")
 def sasrec(small_sample, tmp_path_factory) -> str:
-    from eval.uqabench.questions import read_inputs
+    from journeys.uqa_questions import read_inputs
     from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 
     folder = str(tmp_path_factory.mktemp("sasrec"))

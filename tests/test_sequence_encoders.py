@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from eval.uqabench.questions import cut_history, read_inputs
 from journeys import cli, io
 from journeys.sample.generator import SampleConfig, generate
+from journeys.uqa_questions import cut_history, read_inputs
 from tuning.sequence_encoders import (
     KINDS,
     SequenceEncoder,

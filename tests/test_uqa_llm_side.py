@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from eval.uqabench.questions import BuildConfig, build
-from eval.uqabench.scoring import score
+from eval.uqabench.questions import build
 from journeys import cli, io
 from journeys.sample.generator import SampleConfig, generate
+from journeys.uqa_questions import BuildConfig
+from journeys.uqa_scoring import score
 from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 from tuning.uqa_adapters import (
     AdapterConfig,
@@ -58,7 +59,7 @@ def world(tmp_path_factory):
     build(paths["events"], paths["items"], paths["questions"], BuildConfig())
     qdata = load_question_data(paths["questions"], paths["items"])
     train_llm(qdata, TINY_LLM, SplitConfig(), paths["llm"])
-    from eval.uqabench.questions import read_inputs
+    from journeys.uqa_questions import read_inputs
 
     inputs = read_inputs(paths["events"], paths["items"])
     pretrain(inputs.events, inputs.items, SequenceEncoderConfig(kind="gru4rec", dim=16, layers=1, max_len=20, epochs=1,
@@ -277,8 +278,8 @@ def test_cli_builds_the_llm_and_runs_the_baselines(world, tmp_path):
         assert report["run"]["context"] == 64 and report["accuracy"]["overall"]["total"] == len(_eval_set(world))
     errors = text_io.StringIO()
     with contextlib.redirect_stderr(errors):
-        assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text"]) == 2
-    assert "--baseline needs --llm" in errors.getvalue()
+        assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text", "--aligned", llm]) == 2
+    assert "give --aligned" in errors.getvalue()
 
 
 def test_sequence_encoder_embeddings_from_journeys_encode_align_like_any_table(world, tmp_path):

@@ -8,12 +8,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from eval.uqabench.questions import LETTERS, SUBTASKS, BuildConfig, build, interests_of, read_questions
-from eval.uqabench.scoring import accuracy
+from eval.uqabench.questions import build
 from journeys import cli, io, schema
 from journeys.inputs import InputError
 from journeys.model import Item
 from journeys.sample.generator import SampleConfig, generate
+from journeys.uqa_questions import LETTERS, SUBTASKS, BuildConfig, interests_of, read_questions
+from journeys.uqa_scoring import accuracy
 from journeys.validation import parse_timestamp
 
 

@@ -280,7 +280,7 @@ def sequences(events: list[Event], vocabulary: Vocabulary, config: SequenceEncod
     """Item-index sequences: per user, the training sequence (the last ``max_len + 1`` history
     steps), and the test history (the last ``max_len``) with its target, the first held-out item.
     The cut is the question set's, so no held-out interaction is ever trained on."""
-    from eval.uqabench.questions import cut_history
+    from journeys.uqa_questions import cut_history
 
     index = {item_id: i + 1 for i, item_id in enumerate(vocabulary.item_ids)}
     by_user: dict[str, list[Event]] = {}

@@ -7,7 +7,11 @@
 - ``sequence``: a sequence encoder from ``journeys uqabench pretrain`` over the user's last
   ``max_len`` history interactions (the question set's ``history.parquet``), all per-step states;
 - ``random``: a fixed random vector per user (seeded by the user id), the sanity baseline: it can
-  learn the answer priors, as the no-history baseline does, and nothing about the user.
+  learn the answer priors, as the no-history baseline does, and nothing about the user;
+- ``none``: the same zero vector for every user, the trained no-history baseline: the same
+  alignment with no user information (a soft prompt that learns the answer priors);
+- ``text``: no adapter; the history is written out in the prompt, cut to the ``context`` token
+  budget, and LoRA trains (the trained text-prompt baseline, at the same step budget).
 
 **Alignment** (``align``) trains on the training users' questions only (the user split of the LLM):
 the prompt is the question with no history text, the user arrives through the adapter, and the
@@ -16,9 +20,10 @@ UQABench), ``encoder`` (the sequence encoder trains too), ``lora`` (LoRA on the 
 plus the adapter). The base LLM's weights never change.
 
 **Evaluation** (``evaluate``) decodes greedily on the evaluation users' questions and scores with
-UQABench's rule (``eval.uqabench.scoring``): accuracy per sub-task, per dimension and overall. The
-baselines run the same LLM with no adapter: ``none`` (question only) and ``text`` (the history
-written out, truncated to the context).
+UQABench's rule (``journeys.uqa_scoring``): accuracy per sub-task, per dimension and overall. The
+untrained (zero-shot) baselines run the same LLM with no adapter: ``none`` (question only) and
+``text`` (the history written out, truncated to the context). ``AlignConfig.steps`` fixes the
+number of optimiser steps, so every row of a comparison trains for the same budget.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eval.uqabench.scoring import accuracy
+from journeys.uqa_scoring import accuracy, intervals
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width
 from tuning.uqa_llm import (
     PromptBuilder,
@@ -40,13 +45,14 @@ from tuning.uqa_llm import (
     SplitConfig,
     answer_loss,
     left_pad,
+    llm_name,
     llm_split,
     lm_batch,
     load_llm,
     split_users,
 )
 
-SOURCES = ("embeddings", "sequence", "random")
+SOURCES = ("embeddings", "sequence", "random", "none", "text")
 STRATEGIES = ("adapter", "encoder", "lora")
 ALIGN_FILE = "uqa_alignment.json"
 ADAPTER_FILE = "adapter.pt"
@@ -57,10 +63,15 @@ BASELINES = ("none", "text")
 class AlignConfig:
     strategy: str = field(default="adapter", metadata={"help": f"what trains: {', '.join(STRATEGIES)}"})
     lora_rank: int = field(default=8, metadata={"help": "lora: rank"})
-    epochs: int = field(default=5, metadata={"help": "passes over the training users' questions"})
+    epochs: int = field(default=5, metadata={"help": "passes over the training users' questions (unless --steps)"})
+    steps: int = field(default=0, metadata={
+        "help": "optimiser steps, cycling over the training questions (0: --epochs passes); give every row of a "
+                "comparison the same budget"})
     batch_size: int = field(default=32, metadata={"help": "questions per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
     random_dim: int = field(default=64, metadata={"help": "random source: width of the random embeddings"})
+    loss_questions: int = field(default=256, metadata={
+        "help": "the loss before and after alignment is measured on the first N training questions"})
     max_new_tokens: int = field(default=1, metadata={"help": "greedy decoding: new tokens (the answer is one letter)"})
     seed: int = field(default=0, metadata={"help": "random seed; same seed and data, same adapter"})
 
@@ -71,6 +82,10 @@ class AlignConfig:
             raise ValueError("lora_rank, epochs, batch_size, random_dim and max_new_tokens must be >= 1")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
+        if self.loss_questions < 1:
+            raise ValueError("loss_questions must be >= 1")
+        if self.steps < 0:
+            raise ValueError("steps cannot be negative")
 
 
 # ---- user sources -----------------------------------------------------------------------------------
@@ -163,8 +178,26 @@ class SequenceSource(UserSource):
             return self.encoder(padded), padded > 0
 
 
+class TextHistory(UserSource):
+    """No states: the user's history goes into the prompt as text (the text-prompt baseline)."""
+
+    width = 0
+
+    def __init__(self, histories: dict[str, list[str]]):
+        super().__init__()
+        self.histories, self.spec = histories, {"source": "text"}
+
+    def forward(self, users: list[str]):
+        return None, None
+
+
 def make_source(spec: dict, data: QuestionData, train_encoder: bool = False) -> UserSource:
     kind = spec.get("source")
+    if kind == "text":
+        return TextHistory(data.histories)
+    if kind == "none":
+        users = {q["user_id"] for q in data.questions} | set(data.histories)
+        return EmbeddingSource({u: np.zeros(spec["width"], dtype=np.float32) for u in users}, dict(spec))
     if kind == "embeddings":
         return read_embeddings(spec["path"])
     if kind == "random":
@@ -195,25 +228,40 @@ def _batches(n: int, size: int, generator=None):
 def _lora(llm, rank: int):
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(llm, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0))
+    # all four attention projections where the model names them so (Llama, Gemma 3, Qwen2); else
+    # PEFT's default for the architecture (GPT-2's c_attn)
+    names = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"] if {"q_proj", "o_proj"} <= names else None
+    return get_peft_model(llm, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
+
+
+def prompt_for(builder: PromptBuilder, question: dict, source: UserSource | None) -> list[int]:
+    """The question alone, or with the history written out when the source is the text itself."""
+    history = source.histories.get(question["user_id"], []) if isinstance(source, TextHistory) else None
+    return builder.prompt(question, history)
 
 
 def _loss(model: UserLLM, source: UserSource, builder: PromptBuilder, questions: list[dict]) -> torch.Tensor:
     answers = [builder.answer(q["answer"]) for q in questions]
-    ids, mask, labels = lm_batch([builder.prompt(q, None) for q in questions], answers, builder.tokenizer.pad_token_id)
+    ids, mask, labels = lm_batch([prompt_for(builder, q, source) for q in questions], answers,
+                                 builder.tokenizer.pad_token_id)
     states, state_mask = source([q["user_id"] for q in questions])
     keep = max(map(len, answers)) + 1  # the answer's positions and the one before it
     return answer_loss(model(ids, mask, states, state_mask, keep=keep), labels[:, -keep:])
 
 
-def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], batch_size: int = 64) -> float:
+def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], batch_size: int = 64,
+              limit: int = 256) -> float:
+    """Mean answer loss over the first ``limit`` questions (a fixed sample: on a real LLM the whole
+    training set would cost as much as the training itself)."""
+    questions = questions[:limit]
     with torch.no_grad():
         losses = [(_loss(aligned.model, aligned.source, builder, [questions[i] for i in b]).item(), len(b))
                   for b in _batches(len(questions), batch_size)]
     return round(sum(x * n for x, n in losses) / max(sum(n for _, n in losses), 1), 4)
 
 
-def resolve_split(llm: str, split: SplitConfig | None) -> SplitConfig:
+def resolve_split(llm: str | None, split: SplitConfig | None) -> SplitConfig:
     """The split the built-in LLM was trained with (a different one would evaluate on its training
     users); any other LLM takes the given split or the default."""
     trained = llm_split(llm)
@@ -223,15 +271,19 @@ def resolve_split(llm: str, split: SplitConfig | None) -> SplitConfig:
     return trained or split or SplitConfig()
 
 
-def align(data: QuestionData, llm: str, source_spec: dict, adapter_config: AdapterConfig, config: AlignConfig,
+def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config: AdapterConfig, config: AlignConfig,
           split: SplitConfig | None = None, out: str | None = None, context: int = 256) -> Aligned:
     """Train an adapter (and, by strategy, the encoder or LoRA) on the training users' questions."""
     torch.manual_seed(config.seed)
     split = resolve_split(llm, split)
     if source_spec.get("source") == "random":
         source_spec = {"source": "random", "width": config.random_dim, "seed": config.seed}
+    if source_spec.get("source") == "none":
+        source_spec = {"source": "none", "width": config.random_dim}
     if config.strategy == "encoder" and source_spec.get("source") != "sequence":
         raise ValueError("--strategy encoder trains a sequence encoder: give --encoder (embeddings have no weights)")
+    if source_spec.get("source") == "text" and config.strategy != "lora":
+        raise ValueError("the text prompt has no adapter to train: use --strategy lora")
     source = make_source(source_spec, data, train_encoder=config.strategy == "encoder")
     train_users, _ = split_users({q["user_id"] for q in data.questions}, split)
     questions = [q for q in data.questions if q["user_id"] in set(train_users)]
@@ -239,35 +291,42 @@ def align(data: QuestionData, llm: str, source_spec: dict, adapter_config: Adapt
         raise ValueError("no training users' questions to align on")
     source.check_users({q["user_id"] for q in questions})
     tokenizer, base = load_llm(llm)
-    adapter = build_adapter(adapter_config, source.width, llm_width(base), llm_layers(base))
+    text = isinstance(source, TextHistory)
+    adapter = None if text else build_adapter(adapter_config, source.width, llm_width(base), llm_layers(base))
     if config.strategy == "lora":
         base = _lora(base, config.lora_rank)
     model = UserLLM(base, adapter)
     aligned = Aligned(tokenizer, model, source, {})
     builder = PromptBuilder(tokenizer, data.items, context)
-    trainable = [p for p in [*adapter.parameters(), *source.parameters(), *base.parameters()] if p.requires_grad]
+    adapter_parameters = [] if adapter is None else list(adapter.parameters())
+    trainable = [p for p in [*adapter_parameters, *source.parameters(), *base.parameters()] if p.requires_grad]
     trainable = list({id(p): p for p in trainable}.values())
     optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
-    before = mean_loss(aligned, builder, questions)
-    losses = []
-    for _ in range(config.epochs):
-        adapter.train()
+    before = mean_loss(aligned, builder, questions, limit=config.loss_questions)
+    losses = []  # mean training loss per pass (per epoch, or per pass over the questions within --steps)
+    budget = config.steps or config.epochs * len(_batches(len(questions), config.batch_size))
+    done = 0
+    while done < budget:
+        model.train()
+        base.eval()  # no dropout in the frozen LLM; only the adapter's modules are in training mode
         total, steps = 0.0, 0
-        for batch in _batches(len(questions), config.batch_size, generator):
+        for batch in _batches(len(questions), config.batch_size, generator)[:budget - done]:
             loss = _loss(model, source, builder, [questions[i] for i in batch])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total, steps = total + loss.item(), steps + 1
+        done += steps
         losses.append(round(total / steps, 4))
-    adapter.eval()
+    model.eval()
     aligned.metadata = {
-        "llm": llm, "source": source.spec, "width": source.width, "adapter": asdict(adapter_config),
+        "llm": llm_name(llm), "source": source.spec, "width": source.width, "adapter": asdict(adapter_config),
         "config": asdict(config), "split": asdict(split), "context": context,
         "data": {"train_users": len(train_users), "train_questions": len(questions),
-                 "trainable_parameters": sum(p.numel() for p in trainable)},
-        "metrics": {"loss_before": before, "train_loss": losses, "loss_after": mean_loss(aligned, builder, questions)},
+                 "trainable_parameters": sum(p.numel() for p in trainable), "steps": done},
+        "metrics": {"loss_before": before, "train_loss": losses, "loss_after": mean_loss(aligned, builder, questions,
+                                                                                       limit=config.loss_questions)},
     }
     if out:
         save(aligned, out)
@@ -277,7 +336,8 @@ def align(data: QuestionData, llm: str, source_spec: dict, adapter_config: Adapt
 def save(aligned: Aligned, out: str) -> None:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(aligned.model.adapter.state_dict(), folder / ADAPTER_FILE)
+    if aligned.model.adapter is not None:
+        torch.save(aligned.model.adapter.state_dict(), folder / ADAPTER_FILE)
     if aligned.metadata["config"]["strategy"] == "lora":
         aligned.model.llm.save_pretrained(str(folder / "lora"))
     if aligned.metadata["config"]["strategy"] == "encoder":
@@ -302,9 +362,11 @@ def load_aligned(folder: str, data: QuestionData) -> Aligned:
     if source.width != metadata["width"]:
         raise ValueError(f"the user states are {source.width} wide but the adapter was aligned on {metadata['width']}")
     tokenizer, base = load_llm(metadata["llm"])
-    adapter = build_adapter(AdapterConfig(**metadata["adapter"]), source.width, llm_width(base), llm_layers(base))
-    adapter.load_state_dict(torch.load(path / ADAPTER_FILE, map_location="cpu", weights_only=True))
-    adapter.eval()
+    adapter = None
+    if not isinstance(source, TextHistory):
+        adapter = build_adapter(AdapterConfig(**metadata["adapter"]), source.width, llm_width(base), llm_layers(base))
+        adapter.load_state_dict(torch.load(path / ADAPTER_FILE, map_location="cpu", weights_only=True))
+        adapter.eval()
     if metadata["config"]["strategy"] == "lora":
         from peft import PeftModel
 
@@ -332,11 +394,14 @@ def predict(model: UserLLM, tokenizer, builder: PromptBuilder, questions: list[d
     model.eval()
     for batch in _batches(len(questions), batch_size):
         chunk = [questions[i] for i in batch]
-        prompts = [builder.prompt(q, histories.get(q["user_id"], []) if histories is not None else None) for q in chunk]
+        if histories is not None:
+            prompts = [builder.prompt(q, histories.get(q["user_id"], [])) for q in chunk]
+        else:
+            prompts = [prompt_for(builder, q, source) for q in chunk]
         tokens += sum(map(len, prompts))
         ids, mask = left_pad(prompts, tokenizer.pad_token_id)
         states = state_mask = None
-        if source is not None:
+        if source is not None and not isinstance(source, TextHistory):
             with torch.no_grad():
                 states, state_mask = source([q["user_id"] for q in chunk])
         generated = model.greedy(ids, mask, states, state_mask, max_new_tokens, tokenizer.eos_token_id)
@@ -362,22 +427,24 @@ def evaluate_aligned(aligned: Aligned, data: QuestionData) -> dict:
                     "strategy": aligned.metadata["config"]["strategy"], "llm": aligned.metadata["llm"],
                     "split": asdict(split)},
             "prompt_tokens": round(tokens + prefix_tokens(aligned), 1),
-            "accuracy": accuracy(questions, predictions), "predictions": predictions}
+            "accuracy": accuracy(questions, predictions), "intervals": intervals(questions, predictions),
+            "predictions": predictions}
 
 
-def evaluate_baseline(baseline: str, data: QuestionData, llm: str, split: SplitConfig | None = None,
+def evaluate_baseline(baseline: str, data: QuestionData, llm: str | None = None, split: SplitConfig | None = None,
                       context: int | None = None, max_new_tokens: int = 1) -> dict:
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline '{baseline}': choose one of {', '.join(BASELINES)}")
     split = resolve_split(llm, split)
     if context is None:
-        trained = Path(llm) / "uqa_llm.json"
-        context = json.loads(trained.read_text())["config"]["context"] if trained.exists() else 256
+        trained = Path(llm) / "uqa_llm.json" if llm else None
+        context = json.loads(trained.read_text())["config"]["context"] if trained and trained.exists() else 256
     tokenizer, base = load_llm(llm)
     questions = eval_questions(data, split)
     builder = PromptBuilder(tokenizer, data.items, context)
     predictions, tokens = predict(UserLLM(base), tokenizer, builder, questions, None,
                                   data.histories if baseline == "text" else None, max_new_tokens)
-    return {"run": {"kind": "baseline", "baseline": baseline, "llm": llm, "context": context, "split": asdict(split)},
+    return {"run": {"kind": "baseline", "baseline": baseline, "llm": llm_name(llm), "context": context,
+                    "split": asdict(split)},
             "prompt_tokens": round(tokens, 1), "accuracy": accuracy(questions, predictions),
-            "predictions": predictions}
+            "intervals": intervals(questions, predictions), "predictions": predictions}

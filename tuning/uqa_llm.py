@@ -1,24 +1,26 @@
-"""The frozen LLM of the UQABench protocol: prompts, the user split, and a small built-in decoder.
+"""The frozen LLM of the UQABench protocol: prompts, the user split, and the LLM itself.
 
-No pretrained generative LLM can be downloaded here, so ``train_llm`` builds one the way a real
-one would have been made before it is frozen: a Qwen2-style decoder (``Qwen2Config``, default
-width 128, 2 layers) with a word-level tokenizer built in code over the question set's vocabulary,
-trained on the **text-prompt** version of the training users' questions (the user's history
-written out as item titles and tags, the most recent events that fit the context, then the
-question and its options; the loss is on the answer letter only). A share of the prompts has the
-history left out, so the model also answers from priors alone: that is what a general LLM does
-when it knows nothing about the user, and it is the no-history baseline. After training it is saved
-with ``save_pretrained`` and never trained again (alignment freezes it). Any Hugging Face causal
-model id or folder can replace it (``load_llm``).
+By default the frozen LLM is a packaged pretrained one (``journeys.llms``: SmolLM2-135M-Instruct;
+``gemma-3-270m`` by name; any Hugging Face causal model folder, offline hub id or ``.gguf`` file
+works too), loaded by ``load_llm`` and never trained (alignment freezes it; LoRA adds weights
+beside it). A pretrained model reads: it can answer from a history written out, or learn to read
+a user embedding placed in its input.
+
+``train_llm`` still builds the small from-scratch alternative (``journeys uqabench llm``): a
+Qwen2-style decoder (``Qwen2Config``, default width 128, 2 layers) with a word-level tokenizer
+built in code over the question set's vocabulary, trained on the **text-prompt** version of the
+training users' questions (loss on the answer letter only; a share of prompts without history).
+It learns the answer priors but, measured, does not learn to read a context in any affordable
+number of steps, which is why it is no longer the default.
 
 The prompt (``PromptBuilder``) is plain text, the same for every model::
 
     History: <title> [<tag>, <tag>] ; <title> [<tag>] ; ...      (only when history is shown)
     Question: <question>
-    Options: A: <text> B: <text> C: <text> D: <text>
-    Answer:
+    Options: (A) <text> (B) <text> (C) <text> (D) <text>
+    Answer: (
 
-followed by the answer's tokens (the gold letter, tokenised on its own) and the end-of-text token.
+followed by the answer's tokens (the gold letter, tokenised on its own).
 
 Users are split once, by a hash of (seed, user id) (``split_users``): evaluation questions belong
 to users whose questions were never used to train the LLM or an adapter.
@@ -34,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from eval.uqabench.questions import LETTERS, interests_of
 from journeys.model import Item
+from journeys.uqa_questions import LETTERS, interests_of
 
 LLM_FILE = "uqa_llm.json"
 SPECIALS = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
@@ -109,6 +111,15 @@ class PromptBuilder:
         self._event_tokens: dict[str, int] = {}
         self._question_tokens: dict[tuple, list[int]] = {}  # alignment re-reads the same questions every epoch
 
+    def _special_prefix(self) -> list[int]:
+        """The special tokens the tokenizer itself puts first (Gemma's <bos>; none for SmolLM2, whose
+        BOS is a chat-turn marker, nor for the built-in word-level tokenizer)."""
+        if not hasattr(self, "_prefix"):
+            with_special = self.tokenizer("x")["input_ids"]
+            plain = self.tokenizer("x", add_special_tokens=False)["input_ids"]
+            self._prefix = with_special[:len(with_special) - len(plain)] if with_special[-len(plain):] == plain else []
+        return self._prefix
+
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -119,8 +130,10 @@ class PromptBuilder:
 
     @staticmethod
     def question_text(question: dict) -> str:
-        options = " ".join(f"{letter}: {question['options'][letter]}" for letter in LETTERS)
-        return f"Question: {question['question']}\nOptions: {options}\nAnswer:"
+        # "Answer: (" asks for a bare letter: after "Answer:" a pretrained model writes " A" (a space
+        # first), which UQABench's starts-with rule scores as wrong; after "(" it writes "A".
+        options = " ".join(f"({letter}) {question['options'][letter]}" for letter in LETTERS)
+        return f"Question: {question['question']}\nOptions: {options}\nAnswer: ("
 
     def history_text(self, history: list[str], budget: int) -> tuple[str, int]:
         """The most recent events whose text fits in ``budget`` tokens, oldest first; and how many."""
@@ -140,7 +153,7 @@ class PromptBuilder:
         """Token ids of the prompt: BOS, the history that fits (none when ``history`` is None), the
         question. ``context`` overrides the builder's (the efficiency benchmark uses the whole history)."""
         context = self.context if context is None else context
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        bos = self._special_prefix()
         key = question.get("question_id"), question["question"], tuple(question["options"].values())
         if key not in self._question_tokens:
             self._question_tokens[key] = self._tokens(self.question_text(question))
@@ -154,8 +167,8 @@ class PromptBuilder:
         return ids
 
     def answer(self, letter: str) -> list[int]:
-        eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
-        return self._tokens(letter) + eos
+        """The gold letter's tokens: the loss is on the letter only."""
+        return self._tokens(letter)
 
 
 # ---- the built-in tokenizer and decoder ------------------------------------------------------------
@@ -200,19 +213,21 @@ def build_decoder(vocab_size: int, config: LlmConfig, bos: int | None = None, eo
     return Qwen2ForCausalLM(qwen)
 
 
-def load_llm(name_or_path: str):
-    """(tokenizer, model) of any Hugging Face causal LM id or folder, frozen and in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+def load_llm(name_or_path: str | None = None):
+    """(tokenizer, model) of the frozen LLM, frozen and in eval mode: a folder from ``journeys uqabench
+    llm`` (the built-in decoder), or anything ``journeys.llms`` loads: a packaged LLM by name (None is
+    the default, SmolLM2-135M-Instruct), a ``.gguf`` file, a Hugging Face folder or an offline hub id."""
+    if name_or_path is not None and (Path(name_or_path) / LLM_FILE).exists():
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    # The built-in LLM's word-level tokenizer must be loaded as itself: AutoTokenizer would pick the
-    # tokenizer class of the model type (Qwen2's byte-level BPE) and re-read the vocabulary wrongly.
-    loader = PreTrainedTokenizerFast if (Path(name_or_path) / LLM_FILE).exists() else AutoTokenizer
-    try:
-        tokenizer = loader.from_pretrained(name_or_path)
+        # The built-in word-level tokenizer must be loaded as itself: AutoTokenizer would pick the
+        # tokenizer class of the model type (Qwen2's byte-level BPE) and re-read the vocabulary wrongly.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(name_or_path)
-    except OSError as err:
-        raise FileNotFoundError(f"cannot load the LLM '{name_or_path}': pass a folder from `journeys uqabench llm` "
-                                f"or a Hugging Face causal model id available offline ({err})") from err
+    else:
+        from journeys.llms import load_causal_lm
+
+        model, tokenizer = load_causal_lm(name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
@@ -221,10 +236,17 @@ def load_llm(name_or_path: str):
     return tokenizer, model
 
 
-def llm_split(name_or_path: str) -> SplitConfig | None:
+def llm_name(name_or_path: str | None) -> str:
+    """What the metadata records as the LLM: the packaged model's name, or the id or path as given."""
+    from journeys.llms import model_identity
+
+    return model_identity(name_or_path)
+
+
+def llm_split(name_or_path: str | None) -> SplitConfig | None:
     """The user split a built-in LLM was trained with (None for any other model)."""
-    path = Path(name_or_path) / LLM_FILE
-    if not path.exists():
+    path = Path(name_or_path) / LLM_FILE if name_or_path else None
+    if path is None or not path.exists():
         return None
     return SplitConfig(**json.loads(path.read_text())["split"])
 
@@ -267,7 +289,7 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def practice_questions(data: QuestionData, users: set[str], seeds: int) -> tuple[list[dict], dict[str, list[str]]]:
     """Extra training questions for ``users``: their history cut again (its own last interactions
     held out) and asked with other seeds. Returns the questions and the histories they are about."""
-    from eval.uqabench.questions import BuildConfig, build_questions
+    from journeys.uqa_questions import BuildConfig, build_questions
 
     events = [e for e in data.events if e.user_id in users]
     extra, histories = [], {}
@@ -345,8 +367,8 @@ class QuestionData:
 def load_question_data(questions_path: str, items_path: str) -> QuestionData:
     """The question set of ``journeys uqabench build`` (its folder or questions.jsonl), the history
     events beside it and the item catalogue."""
-    from eval.uqabench.questions import read_inputs, read_questions
     from journeys import io
+    from journeys.uqa_questions import read_inputs, read_questions
 
     questions = read_questions(questions_path)
     folder = questions_path[:-len("questions.jsonl")].rstrip("/") if questions_path.endswith(".jsonl") \

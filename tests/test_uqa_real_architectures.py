@@ -1,0 +1,161 @@
+"""The LLM side of UQABench on the architectures of the packaged LLMs: Llama-style (SmolLM2) and
+Gemma-3-style decoders built tiny from their configs, every integration mode and strategy, the
+trained baselines at an equal step budget; then one short run on the real packaged SmolLM2."""
+
+import contextlib
+import importlib.util
+import io as text_io
+import json
+
+import pytest
+import torch
+
+from eval.uqabench.questions import build
+from journeys import cli, io, llms
+from journeys.sample.generator import SampleConfig, generate
+from journeys.uqa_questions import BuildConfig, read_inputs
+from tests.tiny_models import tiny_gemma, tiny_llama
+from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
+from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width
+from tuning.uqa_align import AlignConfig, align, evaluate_aligned, load_aligned
+from tuning.uqa_llm import PromptBuilder, left_pad, load_llm, load_question_data
+
+STEPS = AlignConfig(steps=3, batch_size=8, learning_rate=5e-3)
+ARCHITECTURES = {"llama": tiny_llama, "gemma3": tiny_gemma}
+
+
+def _question_set(folder, users: int):
+    data = generate(SampleConfig(users=users, seed=5, items_per_topic=6))
+    paths = {"events": str(folder / "events.parquet"), "items": str(folder / "items.parquet"),
+             "questions": str(folder / "q")}
+    io.write_table(data.events, paths["events"])
+    io.write_table(data.items, paths["items"])
+    build(paths["events"], paths["items"], paths["questions"], BuildConfig())
+    return paths
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uqa-arch")
+    paths = _question_set(folder, 12)
+    inputs = read_inputs(paths["events"], paths["items"])
+    paths["encoder"] = str(folder / "enc")
+    pretrain(inputs.events, inputs.items, SequenceEncoderConfig(kind="llama", dim=16, layers=1, heads=2, max_len=20,
+                                                                epochs=1, dropout=0.0), paths["encoder"])
+    for name, make in ARCHITECTURES.items():
+        paths[name] = make(str(folder / name))
+    return {**paths, "data": load_question_data(paths["questions"], paths["items"])}
+
+
+def _prompts(world, arch, n=3):
+    tokenizer, llm = load_llm(world[arch])
+    builder = PromptBuilder(tokenizer, world["data"].items, 128)
+    ids, mask = left_pad([builder.prompt(q, None) for q in world["data"].questions[:n]], tokenizer.pad_token_id)
+    return tokenizer, llm, ids, mask
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_zero_gates_leave_the_real_architecture_unchanged(world, arch):
+    _, llm, ids, mask = _prompts(world, arch)
+    adapter = build_adapter(AdapterConfig(mode="xattn"), 16, llm_width(llm), llm_layers(llm))
+    model = UserLLM(llm, adapter)
+    torch.manual_seed(0)
+    states, state_mask = torch.randn(3, 5, 16), torch.ones(3, 5, dtype=torch.bool)
+    with torch.no_grad():
+        plain = UserLLM(llm)(ids, mask)
+        assert torch.equal(plain, model(ids, mask, states, state_mask))
+        for block in adapter.blocks:  # open gates change the outputs: the blocks are in the decoder's path
+            block.attention_gate.fill_(1.0)
+        assert not torch.allclose(plain, model(ids, mask, states, state_mask))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("mode", [AdapterConfig(mode="soft", soft_tokens=1), AdapterConfig(mode="soft", soft_tokens=3),
+                                  AdapterConfig(mode="perceiver", latents=2, adapter_heads=2),
+                                  AdapterConfig(mode="xattn", adapter_heads=2)], ids=["soft1", "soft3", "perceiver",
+                                                                                       "xattn"])
+def test_every_mode_aligns_on_the_real_architecture(world, arch, mode):
+    aligned = align(world["data"], world[arch], {"source": "sequence", "path": world["encoder"]}, mode, STEPS,
+                    context=128)
+    metrics = aligned.metadata["metrics"]
+    assert aligned.metadata["data"]["steps"] == 3 and len(metrics["train_loss"]) == 1
+    assert metrics["loss_after"] <= metrics["loss_before"]
+    if arch == "llama":  # (the tiny Gemma's near-uniform logits move below the 4 decimals recorded)
+        assert metrics["loss_after"] < metrics["loss_before"]
+    report = evaluate_aligned(aligned, world["data"])
+    assert report["accuracy"]["overall"]["total"] == len(report["predictions"]) > 0
+    cell = report["intervals"]["overall"]
+    assert cell["low"] <= cell["accuracy"] <= cell["high"]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("strategy", ["encoder", "lora"])
+def test_strategies_train_and_reload_on_the_real_architecture(world, arch, strategy, tmp_path):
+    aligned = align(world["data"], world[arch], {"source": "sequence", "path": world["encoder"]},
+                    AdapterConfig(mode="soft"), AlignConfig(strategy=strategy, steps=2, batch_size=8), context=128,
+                    out=str(tmp_path / "a"))
+    first = evaluate_aligned(aligned, world["data"])["predictions"]
+    assert evaluate_aligned(load_aligned(str(tmp_path / "a"), world["data"]), world["data"])["predictions"] == first
+    if strategy == "lora":  # all four attention projections carry LoRA weights
+        names = {n for n, _ in aligned.model.llm.named_parameters() if "lora_A" in n}
+        assert all(any(f"{p}.lora_A" in n for n in names) for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_trained_baselines_get_the_same_step_budget(world, arch, tmp_path):
+    runs = {"none": ({"source": "none"}, STEPS), "random": ({"source": "random"}, STEPS),
+            "text": ({"source": "text"}, AlignConfig(strategy="lora", steps=3, batch_size=8, learning_rate=5e-3))}
+    reports = {}
+    for name, (spec, config) in runs.items():
+        aligned = align(world["data"], world[arch], spec, AdapterConfig(), config, context=256,
+                        out=str(tmp_path / name))
+        assert aligned.metadata["data"]["steps"] == 3
+        reports[name] = evaluate_aligned(load_aligned(str(tmp_path / name), world["data"]), world["data"])
+    # only the text prompt pays for the history in tokens; the others carry one soft token
+    assert reports["text"]["prompt_tokens"] > reports["none"]["prompt_tokens"] + 20
+    assert reports["none"]["prompt_tokens"] == reports["random"]["prompt_tokens"]
+    assert not (tmp_path / "text" / "adapter.pt").exists() and (tmp_path / "text" / "lora").is_dir()
+
+
+def test_steps_cycle_over_the_questions_past_one_pass(world):
+    aligned = align(world["data"], world["llama"], {"source": "none"}, AdapterConfig(),
+                    AlignConfig(steps=40, batch_size=32, learning_rate=5e-3), context=128)
+    passes = aligned.metadata["metrics"]["train_loss"]
+    per_pass = -(-aligned.metadata["data"]["train_questions"] // 32)
+    assert aligned.metadata["data"]["steps"] == 40 and len(passes) == -(-40 // per_pass)
+
+
+def test_text_source_needs_lora(world):
+    with pytest.raises(ValueError, match="--strategy lora"):
+        align(world["data"], world["llama"], {"source": "text"}, AdapterConfig(), STEPS)
+
+
+REAL = "smollm2-135m-instruct"
+
+
+@pytest.mark.skipif(importlib.util.find_spec(llms.REGISTRY[REAL].module) is None,
+                    reason=f"{REAL} is not installed ({llms.REGISTRY[REAL].install})")
+def test_the_packaged_llm_is_the_default_and_aligns(tmp_path):
+    """The real SmolLM2-135M-Instruct, by default (no --llm): gates at zero leave it unchanged, and
+    two steps of a one-token soft prompt run through the CLI on a 4-user question set."""
+    torch.set_num_threads(1)
+    paths = _question_set(tmp_path, 4)
+    data = load_question_data(paths["questions"], paths["items"])
+    tokenizer, llm = load_llm(None)
+    assert type(llm).__name__ == "LlamaForCausalLM" and llm_width(llm) == 576
+    builder = PromptBuilder(tokenizer, data.items, 128)
+    ids, mask = left_pad([builder.prompt(q, None) for q in data.questions[:2]], tokenizer.pad_token_id)
+    adapter = build_adapter(AdapterConfig(mode="xattn", xattn_every=10), 8, 576, llm_layers(llm))
+    with torch.no_grad():
+        plain = UserLLM(llm)(ids, mask, keep=1)
+        gated = UserLLM(llm, adapter)(ids, mask, torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), keep=1)
+    assert torch.equal(plain, gated)
+    printed = text_io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["uqabench", "align", "--questions", paths["questions"], "--items", paths["items"],
+                         "--no_history", "--steps", "2", "--batch_size", "4", "--eval_share", "0.5",
+                         "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads(printed.getvalue())
+    assert summary["steps"] == 2 and summary["loss_after"] < summary["loss_before"]
+    saved = json.loads((tmp_path / "a" / "uqa_alignment.json").read_text())
+    assert saved["llm"] == REAL
