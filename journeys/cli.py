@@ -133,6 +133,8 @@ def _eval_extraction(args) -> int:
         return 0
     if not (args.events and args.items):
         raise ValueError("--groups needs --events and --items: the histories the journeys came from")
+    inputs.check_inputs(args.events, args.items)
+    inputs.check_columns(args.groups, ("user_id", "item_id", "tag"), "reference groups")
     histories: dict[str, set[str]] = {}
     for row in io.read_table(args.events, columns=["user_id", "item_id", "timestamp"]).to_pylist():
         event, _ = validate_event(row)

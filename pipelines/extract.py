@@ -48,8 +48,7 @@ log = logging.getLogger(__name__)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 EMBED_BUCKETS = 64  # fixed, so that batch composition (and so every float) is the same on reruns
 DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "users": schema.USERS,
-            "lineage": schema.LINEAGE,
-            "dead_letter": schema.DEAD_LETTER}
+            "lineage": schema.LINEAGE, "dead_letter": schema.DEAD_LETTER}
 
 
 class ExtractOptions(PipelineOptions):
@@ -378,14 +377,11 @@ class Summarise:
         self.config = config
 
     def __call__(self, counts: dict[str, int]) -> dict:
-        def rejected(source: str) -> dict[str, int]:
-            prefix = f"rejected.{source}."
-            return {k[len(prefix):]: v for k, v in counts.items() if k.startswith(prefix)}
-
         def by(prefix: str) -> dict[str, int]:
+            """The counts whose key starts with ``prefix``, keyed by the rest."""
             return {k[len(prefix):]: v for k, v in sorted(counts.items()) if k.startswith(prefix)}
 
-        event_rejects, item_rejects = rejected("events"), rejected("items")
+        event_rejects, item_rejects = by("rejected.events."), by("rejected.items.")
         files: dict[str, dict[str, dict[str, int]]] = {"events": {}, "items": {}}
         for key, count in counts.items():
             if key.startswith("file."):  # file.<source>.<read|rejected>.<path>
