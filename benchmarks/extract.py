@@ -1,34 +1,34 @@
-"""End-to-end throughput and peak memory of the extraction pipeline, and the per-event baseline.
+"""End-to-end throughput and peak memory of the extraction pipeline, against its embedding floor.
 
 For each size (an approximate number of events) this generates the built-in synthetic sample with
-as many users as give about that many events (the default sample has about 72.5 events per user),
-writes its events and items as Parquet into a work folder, and runs the whole Beam pipeline
-(``pipelines.extract.run``) in this process on the local runner, with no embedding cache so that
-embedding is measured, default options and one torch thread. Each run reads, validates, embeds
-every catalogue item with events once, clusters every user, writes all datasets and the summary.
+as many users as give about that many events (the default sample has about 72.5 events per user)
+and writes its events and items as Parquet into a work folder (in a child process, so that the
+generator's memory is not counted). Each run is then a fresh child process that imports the heavy
+modules (Beam, torch, sentence-transformers), runs the whole Beam pipeline
+(``pipelines.extract.run``) on the local runner with no embedding cache and default options (torch
+threads: auto, i.e. all cores for the one local worker), and then, in the same process, measures
+the **floor**: loading the encoder from disk with all cores and embedding each distinct text the
+pipeline embeds (titles and contexts of the items with events) once, in one call per kind. What
+the pipeline does beyond that (reading, validating, shuffling, clustering, writing) is the ratio.
 
 What is reported per size and variant:
 
 - wall time of ``run()`` (``time.perf_counter``), repeated, as median, min and max;
-- events/s = events in the sample / wall seconds (median, and from the fastest and slowest run);
-- peak resident memory while the run was going, sampled from ``/proc/self/status`` (VmRSS) every
-  20 ms by a background thread: the absolute peak, and the peak minus the RSS just before the run.
-  Python rarely gives freed memory back to the OS, so later repeats show a smaller rise; the table
-  shows the largest rise over the repeats (normally the first one's).
+- events/s = events in the sample / wall seconds;
+- floor seconds and the ratio run / floor (medians over the repeats);
+- peak resident memory of the child while the run was going, sampled from ``/proc/self/status``
+  (VmRSS) every 20 ms by a background thread, and the peak minus the RSS just before the run
+  (imports and Python itself).
 
-Modules (Beam, torch, sentence-transformers) are imported once before anything is timed, so no
-variant pays for them; loading the model from disk is part of every run, as in a real one.
-
-The baseline (``--embed_per_event``) embeds an item once for every event on it, as a naive pipeline
-would; the ratio per-event seconds / per-item seconds says how many times slower that is. The
-per-item pipeline embeds each catalogue item that has events once, so the ratio grows with the
-number of events per distinct item.
+The baseline (``--embed_per_event``) embeds an item's texts once for every event on it, as a naive
+pipeline would; the ratio per-event seconds / per-item seconds says how many times slower that is.
 
 Run from the repository root:
 
     python benchmarks/extract.py                          # 10k and 100k events, baseline at 10k
     python benchmarks/extract.py --sizes 10000 --repeats 5
-    python benchmarks/extract.py --sizes 1500 --per-event-sizes 1500 --repeats 1 --json bench.json
+    python benchmarks/extract.py --sizes 1000000 --per-event-sizes      # about 2 minutes on 2 cores
+    python benchmarks/extract.py --sizes 10000000 --per-event-sizes --workdir W   # leave it going
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import logging
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,30 +56,32 @@ from memory import MIB, PeakRSS
 
 EVENTS_PER_USER = 72.5  # the default sample: about 14,500 events for 200 users
 LARGE_SIZE = 50_000  # sizes from here on use --repeats-large
-TORCH_THREADS = 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="End-to-end throughput (events/s) and peak memory of the extraction pipeline, run "
-        "in-process on the local runner with no embedding cache, on the synthetic sample scaled to "
-        "each size; optionally against the per-event-embedding baseline.",
+        description="End-to-end throughput (events/s) and peak memory of the extraction pipeline, each run "
+        "in a fresh process on the local runner with no embedding cache, on the synthetic sample scaled "
+        "to each size, against the embedding floor measured in the same process; optionally against the "
+        "per-event-embedding baseline.",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
                         help="approximate numbers of events; users = round(size / 72.5) (default: 10000 100000)")
     parser.add_argument("--per-event-sizes", type=int, nargs="*", default=[10_000],
-                        help="sizes (among --sizes) at which also to run the --embed_per_event baseline. "
-                        "Off at 100k by default: per-event embedding of 100k events takes over 15 minutes "
-                        "on 2 CPU cores. Give no value to skip the baseline (default: 10000)")
+                        help="sizes (among --sizes) at which also to run the --embed_per_event baseline "
+                        "(slow: every event's item is embedded). Give no value to skip it (default: 10000)")
     parser.add_argument("--repeats", type=int, default=3,
                         help=f"runs per variant for sizes below {LARGE_SIZE} (default: 3)")
     parser.add_argument("--repeats-large", type=int, default=1,
                         help=f"runs per variant for sizes of {LARGE_SIZE} and more (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="the pipeline's --torch_threads (default 0: auto); the floor always uses all cores")
     parser.add_argument("--workdir", default=None,
-                        help="folder for the inputs and outputs, kept afterwards (default: a new temporary folder, "
-                        "removed at the end)")
+                        help="folder for the inputs and outputs, kept afterwards; a sample already there is "
+                        "reused (default: a new temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one run, in a child process
     args = parser.parse_args(argv)
     if any(size < 1 for size in args.sizes):
         parser.error("sizes must be at least 1")
@@ -111,12 +114,61 @@ def prepare(size: int, seed: int, folder: Path) -> dict:
     }
 
 
-def run_once(sample: dict, out: Path, per_event: bool) -> dict:
+def prepared(size: int, seed: int, folder: Path) -> dict:
+    """The sample for ``size``, generated in a child process (or read back from an earlier one)."""
+    described = folder / "sample.json"
+    if not described.exists():
+        spec = {"prepare": {"size": size, "seed": seed, "folder": str(folder)}}
+        subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True)
+    return json.loads(described.read_text())
+
+
+def floor_seconds(sample: dict) -> dict:
+    """Load the encoder from disk with all cores and embed each distinct text the pipeline embeds
+    (titles and contexts of the catalogue items that have events) once: what no pipeline can beat."""
+    import pyarrow.compute as pc
+    import torch
+
+    from journeys import io
+    from journeys.embedding import Embedder, item_texts
+    from journeys.validation import validate_item
+    from pipelines.options import usable_cores
+
+    used = set(pc.unique(io.read_table(sample["events_path"])["item_id"]).to_pylist())
+    items = [item for item, _dead in map(validate_item, io.read_table(sample["items_path"]).to_pylist())
+             if item is not None and item.item_id in used]
+    titles = sorted({item_texts(item)[0] for item in items})
+    contexts = sorted({context for _, context in map(item_texts, items) if context})
+    threads = usable_cores()
+    started = time.perf_counter()
+    embedder = Embedder(torch_threads=threads)
+    _ = embedder.dimension  # loads the model
+    loaded = time.perf_counter()
+    embedder.encode(titles)
+    embedder.encode(contexts)
+    done = time.perf_counter()
+    torch.set_num_threads(threads)
+    return {"floor_seconds": done - started, "floor_load_seconds": loaded - started, "floor_threads": threads,
+            "texts": len(titles) + len(contexts)}
+
+
+def child_run(spec: dict) -> dict:
+    """One timed run of the pipeline, then the floor, in this (fresh) process."""
+    from journeys import logs
+
+    logs.configure()
+    # Only the figures: no pipeline progress lines (and no "loading sentence encoder" per run).
+    logging.getLogger("pipelines").setLevel(logging.WARNING)
+    logging.getLogger("journeys").setLevel(logging.WARNING)
+    # Imported before anything is timed, so the run pays for loading the model, not for imports.
+    import sentence_transformers  # noqa: F401
+
     from pipelines import extract
 
-    argv = ["--events", sample["events_path"], "--items", sample["items_path"], "--out", str(out),
-            "--torch_threads", str(TORCH_THREADS)]
-    if per_event:
+    sample = spec["sample"]
+    argv = ["--events", sample["events_path"], "--items", sample["items_path"], "--out", spec["out"],
+            "--torch_threads", str(spec["torch_threads"])]
+    if spec["per_event"]:
         argv.append("--embed_per_event")
     with PeakRSS() as memory:
         started = time.perf_counter()
@@ -127,26 +179,38 @@ def run_once(sample: dict, out: Path, per_event: bool) -> dict:
     if not events["balanced"] or events["read"] != sample["events"]:
         print(f"warning: size {sample['size']}: the summary read {events['read']} events "
               f"(balanced: {events['balanced']}), the sample has {sample['events']}", file=sys.stderr)
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(spec["out"], ignore_errors=True)
     return {
         "seconds": seconds,
         "peak_rss_mib": memory.peak / MIB,
         "peak_rise_mib": (memory.peak - memory.before) / MIB,
         "journeys": summary["journeys"],
         "transient_clusters": summary["transient_clusters"],
+        "texts_embedded": summary["items"]["texts_embedded"],
+        "torch_threads": summary["config"]["torch_threads"],
+        **floor_seconds(sample),
     }
 
 
-def measure(sample: dict, repeats: int, per_event: bool, workdir: Path) -> dict:
+def run_once(sample: dict, out: Path, per_event: bool, threads: int) -> dict:
+    spec = {"sample": sample, "out": str(out), "per_event": per_event, "torch_threads": threads}
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
+                          stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(sample: dict, repeats: int, per_event: bool, workdir: Path, threads: int) -> dict:
     variant = "per-event" if per_event else "per-item"
     runs = []
     for repeat in range(repeats):
-        run = run_once(sample, workdir / f"out-{sample['size']}-{variant}-{repeat}", per_event)
-        print(f"  {variant:9} size {sample['size']}: run {repeat + 1} of {repeats}: {run['seconds']:.1f} s, "
-              f"peak {run['peak_rss_mib']:.0f} MiB (+{run['peak_rise_mib']:.0f})", file=sys.stderr, flush=True)
+        run = run_once(sample, workdir / f"out-{sample['size']}-{variant}-{repeat}", per_event, threads)
+        print(f"  {variant:9} size {sample['size']}: run {repeat + 1} of {repeats}: {run['seconds']:.1f} s "
+              f"(floor {run['floor_seconds']:.1f} s), peak {run['peak_rss_mib']:.0f} MiB (+{run['peak_rise_mib']:.0f})",
+              file=sys.stderr, flush=True)
         runs.append(run)
     seconds = [r["seconds"] for r in runs]
     median = statistics.median(seconds)
+    floor = statistics.median(r["floor_seconds"] for r in runs)
     return {
         "variant": variant,
         "size": sample["size"],
@@ -160,8 +224,11 @@ def measure(sample: dict, repeats: int, per_event: bool, workdir: Path) -> dict:
         "min_seconds": round(min(seconds), 3),
         "max_seconds": round(max(seconds), 3),
         "median_events_per_s": round(sample["events"] / median, 1),
-        "min_events_per_s": round(sample["events"] / max(seconds), 1),
-        "max_events_per_s": round(sample["events"] / min(seconds), 1),
+        "floor_seconds": round(floor, 3),
+        "ratio_to_floor": round(median / floor, 2),
+        "texts_embedded": runs[-1]["texts_embedded"],
+        "floor_texts": runs[-1]["texts"],
+        "torch_threads": runs[-1]["torch_threads"],
         "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
         "peak_rise_mib": round(max(r["peak_rise_mib"] for r in runs), 1),
         "journeys": runs[-1]["journeys"],
@@ -170,33 +237,28 @@ def measure(sample: dict, repeats: int, per_event: bool, workdir: Path) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    header = (f"{'variant':9} {'events':>8} {'users':>6} {'items':>6} {'runs':>4} {'median s':>9} "
-              f"{'min-max s':>15} {'events/s':>9} {'min-max events/s':>17} {'peak MiB':>9} {'rise MiB':>9}")
+    header = (f"{'variant':9} {'events':>9} {'users':>7} {'runs':>4} {'median s':>9} {'min-max s':>13} "
+              f"{'events/s':>9} {'floor s':>8} {'x floor':>8} {'peak MiB':>9} {'rise MiB':>9}")
     print(header)
     print("-" * len(header))
     for r in results:
         spread = f"{r['min_seconds']:.1f}-{r['max_seconds']:.1f}"
-        rate_spread = f"{r['min_events_per_s']:.0f}-{r['max_events_per_s']:.0f}"
-        print(f"{r['variant']:9} {r['events']:>8} {r['users']:>6} {r['items']:>6} {r['repeats']:>4} "
-              f"{r['median_seconds']:>9.1f} {spread:>15} {r['median_events_per_s']:>9.0f} {rate_spread:>17} "
+        print(f"{r['variant']:9} {r['events']:>9} {r['users']:>7} {r['repeats']:>4} {r['median_seconds']:>9.1f} "
+              f"{spread:>13} {r['median_events_per_s']:>9.0f} {r['floor_seconds']:>8.1f} {r['ratio_to_floor']:>8.2f} "
               f"{r['peak_rss_mib']:>9.0f} {r['peak_rise_mib']:>9.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    from journeys import logs
-
-    logs.configure()
-    # Only the figures: no pipeline progress lines (and no "loading sentence encoder" per run).
-    logging.getLogger("pipelines").setLevel(logging.WARNING)
-    logging.getLogger("journeys").setLevel(logging.WARNING)
-
-    # Import the heavy modules before timing anything, so that no variant pays for them.
-    import sentence_transformers  # noqa: F401
-    import torch
-
-    import pipelines.extract  # noqa: F401
+    if args.child:  # one step, in a child process: write a sample, or time one run
+        spec = json.loads(args.child)
+        if "prepare" in spec:
+            folder = Path(spec["prepare"]["folder"])
+            sample = prepare(spec["prepare"]["size"], spec["prepare"]["seed"], folder)
+            (folder / "sample.json").write_text(json.dumps(sample), encoding="utf-8")
+        else:
+            print(json.dumps(child_run(spec)))
+        return 0
 
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="journeys-bench-"))
@@ -210,14 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for size in args.sizes:
             repeats = args.repeats_large if size >= LARGE_SIZE else args.repeats
-            sample = prepare(size, args.seed, workdir / f"sample-{size}")
+            sample = prepared(size, args.seed, workdir / f"sample-{size}-seed{args.seed}")
             print(f"size {size}: {sample['events']} events, {sample['users']} users, {sample['items']} catalogue "
                   f"items ({sample['items_with_events']} with events); {repeats} run(s) per variant",
                   file=sys.stderr, flush=True)
-            per_item = measure(sample, repeats, False, workdir)
+            per_item = measure(sample, repeats, False, workdir, args.torch_threads)
             results.append(per_item)
             if size in args.per_event_sizes:
-                per_event = measure(sample, repeats, True, workdir)
+                per_event = measure(sample, repeats, True, workdir, args.torch_threads)
                 results.append(per_event)
                 ratios.append({
                     "size": size,
@@ -230,14 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    import torch
+
+    threads = results[0]["torch_threads"] if results else {}
     machine = {
         "cpu_count": os.cpu_count(),
-        "torch_threads": TORCH_THREADS,
-        "torch_num_threads_after": torch.get_num_threads(),
+        "torch_threads": threads,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "runner": "FnApiRunner (in-process, in_memory)",
+        "runner": "FnApiRunner (in-process, in_memory), one fresh process per run",
         "seed": args.seed,
     }
 
@@ -249,11 +313,12 @@ def main(argv: list[str] | None = None) -> int:
               f"({r['per_event_seconds']:.1f} s vs {r['per_item_seconds']:.1f} s, medians)")
     if ratios:
         print()
-    print(f"machine: {machine['cpu_count']} CPUs (os.cpu_count()), torch threads used = "
-          f"{machine['torch_num_threads_after']}, "
-          f"{machine['platform']}, Python {machine['python']}, torch {machine['torch']}, {machine['runner']}")
-    print("items = catalogue rows (the per-item pipeline embeds those with events once); "
-          "peak MiB = highest RSS during a run; rise MiB = peak minus RSS just before the run (largest over the runs)")
+    print(f"machine: {machine['cpu_count']} CPUs (os.cpu_count()), pipeline torch threads: "
+          f"{threads.get('threads')} ({threads.get('reason')}), {machine['platform']}, Python {machine['python']}, "
+          f"torch {machine['torch']}, {machine['runner']}")
+    print("floor s = model load + each distinct text embedded once with all cores, in the run's process; "
+          "x floor = median s / floor s; peak MiB = highest RSS of the run's process during the run; "
+          "rise MiB = peak minus RSS just before it (imports done)")
 
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios, "machine": machine},

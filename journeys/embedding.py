@@ -77,6 +77,21 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def item_texts(item) -> tuple[str, str | None]:
+    """What is embedded for an item: its title (the first 512 characters) and its context (tags,
+    description; None when it has neither)."""
+    return item.title[:512], item.context_text()
+
+
+def combine(title_vectors: np.ndarray, context_vectors: list[np.ndarray | None]) -> np.ndarray:
+    """Item vectors from their texts' vectors: title + context (where there is one), L2-normalised."""
+    combined = np.stack(
+        [t if c is None else t + c for t, c in zip(title_vectors, context_vectors)]
+    ).astype(np.float32)
+    combined /= np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-12)
+    return combined
+
+
 def embed_items(embedder: Embedder, items: list) -> np.ndarray:
     """One L2-normalised vector per item: the mean of the title's and the context's embeddings.
 
@@ -86,12 +101,8 @@ def embed_items(embedder: Embedder, items: list) -> np.ndarray:
     """
     if not items:
         return np.zeros((0, embedder.dimension), dtype=np.float32)
-    titles = embedder.encode([item.title[:512] for item in items])
-    contexts = [item.context_text() for item in items]
-    distinct = sorted({c for c in contexts if c})
+    texts = [item_texts(item) for item in items]
+    titles = embedder.encode([title for title, _ in texts])
+    distinct = sorted({c for _, c in texts if c})
     context_vectors = dict(zip(distinct, embedder.encode(distinct)))
-    combined = np.stack(
-        [t if c is None else t + context_vectors[c] for t, c in zip(titles, contexts)]
-    ).astype(np.float32)
-    combined /= np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-12)
-    return combined
+    return combine(titles, [None if c is None else context_vectors[c] for _, c in texts])

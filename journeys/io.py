@@ -8,6 +8,7 @@ malformed with its file, line or row number and text. CSV and JSON Lines may be 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import json
@@ -284,9 +285,11 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def _write_atomically(path: str, write) -> None:
-    """A reader never sees a half-written file under the final name. On local disks that takes a
-    partial file and a rename; an object-store upload only appears once complete, so it is direct."""
+@contextlib.contextmanager
+def _atomic_handle(path: str):
+    """A binary handle to write ``path`` through, such that a reader never sees a half-written file
+    under the final name. On local disks that takes a partial file and a rename; an object-store
+    upload only appears once complete, so it is direct."""
     fs, stripped = url_to_fs(path)
     parent = posixpath.dirname(stripped)
     if parent:
@@ -295,13 +298,54 @@ def _write_atomically(path: str, write) -> None:
     if _is_local(fs):
         target = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
     with fs.open(target, "wb") as handle:
-        write(handle)
+        yield handle
     if target != stripped:
         fs.mv(target, stripped)
 
 
+def _write_atomically(path: str, write) -> None:
+    with _atomic_handle(path) as handle:
+        write(handle)
+
+
 def write_table(table: pa.Table, path: str) -> None:
     _write_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+
+
+class ParquetRows:
+    """Write rows (dicts) into one Parquet file as they come, holding at most ``rows_per_group``
+    of them: each full batch becomes a row group. Written as ``write_table`` writes (one row group
+    for a small file: the same bytes) and published atomically when closed without an error; no
+    file at all if no row came."""
+
+    def __init__(self, path: str, schema: pa.Schema, rows_per_group: int = 20_000):
+        self.path, self.schema, self.rows_per_group = path, schema, rows_per_group
+        self._pending: list[dict] = []
+        self._handle = self._writer = None
+        self.rows = 0
+
+    def add(self, rows: list[dict]) -> None:
+        self._pending.extend(rows)
+        self.rows += len(rows)
+        if len(self._pending) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is None:
+            self._handle = _atomic_handle(self.path)
+            self._writer = pq.ParquetWriter(self._handle.__enter__(), self.schema, compression="zstd")
+        self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
+        self._pending = []
+
+    def __enter__(self) -> ParquetRows:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None and self._pending:
+            self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._handle.__exit__(kind, error, trace)  # renames into place only without an error
 
 
 def write_jsonl(table: pa.Table, path: str) -> None:

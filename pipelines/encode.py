@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from journeys import io, schema
 from journeys.inputs import check_columns, check_dataset
 from journeys.validation import DeadLetter, validate_event
-from pipelines.options import CommonOptions, run_and_summarise, time_window
+from pipelines.options import CommonOptions, run_and_summarise, time_window, torch_threads
 from pipelines.transforms import Publish, ReadRows, WriteShards
 from tuning.user_encoders import USER_ENCODERS, create_user_encoder
 
@@ -56,12 +56,12 @@ class EncodeOptions(PipelineOptions):
         group.add_argument("--encode_shards", type=int, default=1, help="Parquet files of embeddings")
 
 
-def encoder_options(opts: EncodeOptions, common: CommonOptions) -> dict:
+def encoder_options(opts: EncodeOptions, threads: int) -> dict:
     """Every encoder setting given (None = not given: each encoder refuses a given one it does not
     use) and the worker's torch threads (a runtime setting; encoders without torch ignore it)."""
     return {"centroid_dim": opts.centroid_dim, "half_life_days": opts.half_life_days,
             "embedding_model": opts.expect_embedding_model, "sequence_model": opts.sequence_model,
-            "torch_threads": common.torch_threads}
+            "torch_threads": threads}
 
 
 def _user_id(value) -> str | None:
@@ -178,7 +178,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     opts, common = options.view_as(EncodeOptions), options.view_as(CommonOptions)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
     window = time_window(options)
-    options = encoder_options(opts, common)
+    threads = torch_threads(options)
+    options = encoder_options(opts, threads["threads"])
     encoder = create_user_encoder(opts.user_encoder, **options)
     kind = encoder.input
     if kind == "events":
@@ -221,7 +222,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
-    config = {kind: getattr(common, kind), "users": opts.users, "encoder": opts.user_encoder, **encoder.config_dict()}
+    config = {kind: getattr(common, kind), "users": opts.users, "encoder": opts.user_encoder, **encoder.config_dict(),
+              "torch_threads": threads}
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
@@ -238,7 +240,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     if opts.encode_shards < 1:
         raise ValueError("--encode_shards must be at least 1")
     # An unknown encoder, a wrong option or a missing model fails here, with the destination untouched.
-    encoder = create_user_encoder(opts.user_encoder, **encoder_options(opts, common))
+    encoder = create_user_encoder(opts.user_encoder, **encoder_options(opts, torch_threads(options)["threads"]))
     kind = encoder.input
     for name, value in ((kind, getattr(common, kind)), ("out", common.out)):
         if not value:

@@ -1,11 +1,17 @@
 """Beam pipeline: events + items -> persistent interest journeys, transient clusters, dead letters.
 
     read events, items -> validate rows (bad rows -> dead letter, with a reason)
-    items -> one per id -> embedding cache lookup -> embed the misses ONCE per item, in fixed batches
-    events x item vectors, joined by item id -> grouped by user (with the user's journeys from
-    --previous, if given) -> extract_user (cluster, filter, describe) -> assign_identity (keep the
-    ids of journeys that continue; lineage) -> write journeys/, transient/, lineage/, dead_letter/
-    -> publish, then summary.json
+    items -> one per id -> those with events -> embedding cache lookup -> each distinct text of the
+    misses (title, context) embedded ONCE, in fixed buckets of like length -> item vectors
+    events, packed into bytes, keyed by a hash of the user into --num_shards shards -> grouped by
+    shard (with the users' journeys from --previous, if given) -> per shard, user by user in id
+    order: extract_user (cluster, filter, describe; item vectors from a side input) ->
+    assign_identity (keep the ids of journeys that continue; lineage) -> rows streamed into that
+    shard's files of journeys/, transient/, users/, lineage/ -> dead_letter/ -> publish, then
+    summary.json
+
+Only the events' few fields go through the shuffle, never vectors, and no step holds a whole output
+dataset: beyond the shuffle itself, memory grows with the catalogue's vectors and one shard's events.
 
 Every input event ends in a journey, a transient cluster, the noise count, or the dead letters; the
 summary's counts add up (``events.balanced``). Runs on the local portable runner by default
@@ -14,12 +20,13 @@ summary's counts add up (``events.balanced``). Runs on the local portable runner
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
+import hashlib
 import logging
 import time
-import typing
 import uuid
 
 import apache_beam as beam
@@ -30,7 +37,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from journeys import centring, io, previous, schema
-from journeys.embedding import DEFAULT_MODEL, Embedder, embed_items, model_identity
+from journeys.embedding import DEFAULT_MODEL, Embedder, combine, item_texts, model_identity
 from journeys.extraction import make_extractor, strategies
 from journeys.inputs import check_inputs
 from journeys.lineage import RELATIONS, MatchConfig, assign_identity
@@ -39,14 +46,17 @@ from journeys.persistence import RULES, PersistenceConfig
 from journeys.representation import document_terms
 from journeys.user_extraction import ExtractionSettings, extract_user
 from journeys.validation import DeadLetter, validate_event, validate_item
+from pipelines import packed_events
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
-from pipelines.options import CommonOptions, run_and_summarise, time_window
-from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts
+from pipelines.options import CommonOptions, run_and_summarise, time_window, torch_threads
+from pipelines.transforms import ROWS_PER_SHARD, Publish, ReadRows, WriteShards, merge_counts, sort_key, stable_shard
 
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-EMBED_BUCKETS = 64  # fixed, so that batch composition (and so every float) is the same on reruns
+# Texts are embedded in LENGTH_CLASSES x EMBED_SHARDS fixed buckets (see _text_bucket): fixed, so that
+# batch composition (and so every float) is the same on reruns.
+LENGTH_STEP, LENGTH_CLASSES, EMBED_SHARDS = 16, 16, 4
 DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "users": schema.USERS,
             "lineage": schema.LINEAGE, "dead_letter": schema.DEAD_LETTER}
 
@@ -86,7 +96,10 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--embedding_cache", default=None,
                            help="folder for cached item vectors, keyed by model and item content; reruns reuse them")
         group.add_argument("--embed_batch_size", type=int, default=64, help="texts per encoder batch")
-        group.add_argument("--num_shards", type=int, default=4, help="Parquet files per output dataset")
+        group.add_argument("--num_shards", type=int, default=4,
+                           help="Parquet files per output dataset; also how many parts the per-user step is cut "
+                           "into (on Dataflow, its parallelism: give a few per worker core; each part's events "
+                           "must fit in a worker's memory)")
         group.add_argument("--embed_per_event", action="store_true",
                            help="benchmark baseline only: embed every event's item instead of each item once")
         group.add_argument("--min_overlap", type=float, default=MatchConfig.min_overlap,
@@ -169,39 +182,80 @@ class _SplitCached(beam.DoFn):
                 yield beam.pvalue.TaggedOutput("miss", item)
 
 
-class _EmbedBucket(beam.DoFn):
-    """Embed one fixed bucket of items; the model is loaded once per worker."""
+def _text_bucket(text: str) -> tuple[int, int]:
+    """A fixed bucket for a text, from its length and a hash of it. Texts of one bucket have about
+    the same length, so batches carry little padding (about 25% less encoder time than buckets by
+    hash alone); the bucket depends only on the text, so batches, and every float, are the same on
+    reruns."""
+    shard = int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % EMBED_SHARDS
+    return min(len(text) // LENGTH_STEP, LENGTH_CLASSES - 1), shard
+
+
+class _EmbedTexts(beam.DoFn):
+    """(bucket, texts) -> (text, vector) for each text; the model is loaded once per worker."""
 
     def __init__(self, model_name: str, batch_size: int, torch_threads: int):
         self.model_name, self.batch_size, self.torch_threads = model_name, batch_size, torch_threads
-        self.embedded = Metrics.counter("extract", "items_embedded")
+        self.embedded = Metrics.counter("extract", "texts_embedded")
 
     def setup(self):
         self.embedder = Embedder(self.model_name, self.batch_size, self.torch_threads)
         self.done, self.started, self.last_report = 0, time.time(), 0.0
 
     def process(self, element, total: int):
-        _, items = element
-        items = sorted(items, key=lambda it: it.content_key())
-        vectors = embed_items(self.embedder, items)
-        self.embedded.inc(len(items))
-        self.done += len(items)
+        _, texts = element
+        texts = sorted(texts)
+        vectors = self.embedder.encode(texts)
+        self.embedded.inc(len(texts))
+        self.done += len(texts)
         now = time.time()
         if now - self.last_report >= 10 or self.done >= total:  # a progress line every 10 s
             self.last_report = now
             rate = self.done / max(now - self.started, 1e-9)
-            log.info("embedding catalogue: %d of %d items on this worker so far (%.0f%% of all), %.0f items/s",
-                     self.done, total, 100 * self.done / max(total, 1), rate)
-        yield from zip(items, vectors)
+            log.info("embedding catalogue: %d of %d distinct texts on this worker so far (%.0f%% of all), "
+                     "%.0f texts/s", self.done, total, 100 * self.done / max(total, 1), rate)
+        yield from zip(texts, vectors)
+
+
+def _text_uses(item: Item):
+    """(text, (item key, role)) for the title and, if any, the context of an item."""
+    key = item.content_key()
+    title, context = item_texts(item)
+    yield title, (key, "title")
+    if context:
+        yield context, (key, "context")
+
+
+def _vector_to_uses(element):
+    """(text, {"vector": [v], "use": [(item key, role)]}) -> (item key, (role, v)) for every use."""
+    _, grouped = element
+    vector = next(iter(grouped["vector"]))
+    for key, role in grouped["use"]:
+        yield key, (role, vector)
+
+
+def _item_vector(element):
+    """(item key, {"item": [item], "part": [(role, v)]}) -> (item, vector), as ``embed_items`` makes it."""
+    _, grouped = element
+    item = next(iter(grouped["item"]))
+    parts = dict(grouped["part"])
+    return item, combine(parts["title"][None, :], [parts.get("context")])[0]
 
 
 class EmbedCatalogue(beam.PTransform):
-    """(Item) -> (Item, vector), reading and extending the embedding cache."""
+    """(Item) -> {"vectors": (Item, vector), "texts": how many texts were embedded}, reading and
+    extending the embedding cache.
 
-    def __init__(self, model_name: str, cache: str | None, batch_size: int, torch_threads: int):
+    Each distinct text (a title, or a context that many items share) is embedded once per run,
+    in buckets of texts of about the same length; the item's vector is then put together from its
+    texts' vectors exactly as ``journeys.embedding.embed_items`` does."""
+
+    def __init__(self, model_name: str, cache: str | None, batch_size: int, torch_threads: int,
+                 once_per_text: bool = True):
         super().__init__()
         self.model_name, self.cache = model_name, cache
         self.batch_size, self.torch_threads = batch_size, torch_threads
+        self.once_per_text = once_per_text  # False only for the per-event benchmark baseline
 
     def expand(self, items):
         if self.cache:
@@ -214,18 +268,32 @@ class EmbedCatalogue(beam.PTransform):
             hits, misses = split.hit, split.miss
         else:
             hits, misses = None, items
-        total = misses | "CountMisses" >> beam.combiners.Count.Globally()
-        fresh = (
-            misses
-            | "Bucket" >> beam.Map(lambda it: (int(it.content_key()[:8], 16) % EMBED_BUCKETS, it))
+        uses = misses | "TextUses" >> beam.FlatMap(_text_uses)
+        texts = uses | "Texts" >> beam.Keys()
+        if self.once_per_text:
+            texts = texts | "DistinctTexts" >> beam.Distinct()
+        total = texts | "CountTexts" >> beam.combiners.Count.Globally()
+        text_vectors = (
+            texts
+            | "Bucket" >> beam.Map(lambda text: (_text_bucket(text), text))
             | "GroupBuckets" >> beam.GroupByKey()
-            | "Embed" >> beam.ParDo(_EmbedBucket(self.model_name, self.batch_size, self.torch_threads),
+            | "Embed" >> beam.ParDo(_EmbedTexts(self.model_name, self.batch_size, self.torch_threads),
                                     total=beam.pvalue.AsSingleton(total))
         )
+        parts = (
+            {"vector": text_vectors, "use": uses}
+            | "JoinTexts" >> beam.CoGroupByKey()
+            | "VectorToUses" >> beam.FlatMap(_vector_to_uses)
+        )
+        fresh = (
+            {"item": misses | "KeyMisses" >> beam.Map(lambda it: (it.content_key(), it)), "part": parts}
+            | "JoinParts" >> beam.CoGroupByKey()
+            | "CombineTexts" >> beam.Map(_item_vector)
+        )
         if not self.cache:
-            return fresh
+            return {"vectors": fresh, "texts": total}
         _ = fresh | "WriteCache" >> WriteEmbeddingCache(self.cache, self.model_name)
-        return (hits, fresh) | "AllVectors" >> beam.Flatten()
+        return {"vectors": (hits, fresh) | "AllVectors" >> beam.Flatten(), "texts": total}
 
 
 def _items_once_per_event(element):
@@ -266,28 +334,7 @@ class _CatalogueMean(beam.CombineFn):
         return None if total is None else (centring.mean_from_fixed(total, count), count)
 
 
-# ---- join and extract ---------------------------------------------------------------------------
-
-def _attach_items(element):
-    """Events of one item -> (user_id, (item, vector, events of that user)), so that each vector is
-    shipped once per (user, item) rather than once per event. Unknown items -> dead letters."""
-    item_id, grouped = element
-    embedded = list(grouped["item"])
-    by_user: dict[str, list] = {}
-    for event in grouped["event"]:
-        by_user.setdefault(event.user_id, []).append(event)
-    if not embedded:
-        for events in by_user.values():
-            for event in events:
-                yield beam.pvalue.TaggedOutput(
-                    "dead", DeadLetter("events", "unknown_item", "item_id is not in the item catalogue "
-                                       "(or its catalogue row was rejected)", event._asdict(),
-                                       event.user_id, item_id))
-        return
-    item, vector = embedded[0]
-    for user_id, events in by_user.items():
-        yield user_id, (item, vector, events)
-
+# ---- group and extract -------------------------------------------------------------------------
 
 def _previous_record(row: dict) -> tuple[str, dict]:
     """A previous run's journey row -> (user_id, what matching needs), times in microseconds."""
@@ -301,12 +348,23 @@ def _latest(times) -> int | None:
     return max((t for t in times if t is not None), default=None)
 
 
-class _ExtractUsers(beam.DoFn):
-    """(user_id, {"parts": [(item, vector, events)], "previous": [journey]}) -> the user's journeys with
-    their identity, transient clusters (tagged), lineage rows, dead letters and counts."""
+# The datasets written by the per-user step itself, one file per shard, and their row order.
+SHARD_DATASETS = {"journeys": ("user_id", "first_ts", "journey_id"), "transient": ("user_id", "first_ts", "journey_id"),
+                  "users": ("user_id",), "lineage": ("user_id", "relation", "old_id", "new_id")}
 
-    def __init__(self, strategy: str, params: dict, persistence: PersistenceConfig, model: str,
+
+class _ExtractShard(beam.DoFn):
+    """(shard, {"events": [packed event], "previous": [(user_id, journey)]}) -> that shard's files of
+    journeys/, transient/, users/ and lineage/, written here (main output: their paths), with dead
+    letters (events on unknown items among them) and counts tagged.
+
+    Users are taken in id order and their rows written as they come (``io.ParquetRows``), so the
+    files are sorted as ``WriteShards`` sorts them and this step holds one user's work and a row
+    group at a time, never a whole dataset. ``catalogue`` maps item_id -> (item, vector)."""
+
+    def __init__(self, staging: str, strategy: str, params: dict, persistence: PersistenceConfig, model: str,
                  match: MatchConfig):
+        self.staging = staging
         self.strategy, self.params, self.persistence, self.model = strategy, params, persistence, model
         self.match = match
         self.users = Metrics.counter("extract", "users")
@@ -316,49 +374,75 @@ class _ExtractUsers(beam.DoFn):
         self.settings = ExtractionSettings(
             make_extractor(self.strategy, **self.params), self.persistence, self.strategy, self.model)
 
-    def process(self, element, catalogue_df: dict, catalogue_size: int, run_time: int | None,
+    def process(self, element, catalogue: dict, catalogue_df: dict, catalogue_size: int, run_time: int | None,
                 catalogue_mean=None):
-        user_id, grouped = element
-        parts, previous_journeys = list(grouped["parts"]), list(grouped["previous"])
-        if not parts:  # a previous user with no events in this run: all their journeys ended
-            _, lineage = assign_identity(user_id, previous_journeys, [], self.match, run_time)
-            yield from self._lineage(lineage)
-            return
-        catalogue, events = {}, []
-        for item, vector, user_events in parts:
-            catalogue[item.item_id] = (item, vector)
-            events.extend(user_events)
+        shard, grouped = element
+        histories: dict[str, list[bytes]] = {}
+        for packed in grouped["events"]:
+            histories.setdefault(packed_events.user_of(packed), []).append(packed)
+        previous_of: dict[str, list[dict]] = {}
+        for user_id, journey in grouped["previous"]:
+            previous_of.setdefault(user_id, []).append(journey)
         mean = catalogue_mean[0] if catalogue_mean else None
-        result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size, mean)
-        # Identity is a step after clustering: the clustering never sees the previous run.
-        journeys, lineage = assign_identity(user_id, previous_journeys, result.journeys, self.match, run_time)
-        self.users.inc()
-        self.journeys.inc(len(journeys))
-        yield from journeys
-        yield from self._lineage(lineage)
-        for record in result.transient:
-            yield beam.pvalue.TaggedOutput("transient", record)
-        for dead in result.dead_letters:
-            yield beam.pvalue.TaggedOutput("dead", dead)
-        yield beam.pvalue.TaggedOutput("users", result.user)
-        for name, count in (
-            (f"users_rule.{result.user['persistence_rule']}", 1),
-            (f"users_outcome.{result.user['outcome']}", 1),
-            ("users", 1),
-            ("users_with_journeys", int(bool(result.journeys))),
-            ("journeys", len(result.journeys)),
-            ("transient_clusters", len(result.transient)),
-            ("events_in_journeys", result.events_in_journeys),
-            ("events_in_transient", result.events_in_transient),
-            ("noise_events", result.noise_events),
-        ):
+        counts: dict[str, int] = {}
+        with contextlib.ExitStack() as files:  # each file appears under its name only if all went well
+            writers = {name: files.enter_context(io.ParquetRows(
+                io.join(self.staging, name, f"part-{shard:05d}.parquet"), DATASETS[name])) for name in SHARD_DATASETS}
+            for user_id in sorted(histories.keys() | previous_of.keys()):
+                rows = {name: [] for name in SHARD_DATASETS}
+                events = [packed_events.unpack(packed) for packed in histories.pop(user_id, [])]
+                yield from self._user(user_id, events, previous_of.get(user_id, []), rows, counts, catalogue,
+                                      catalogue_df, catalogue_size, run_time, mean)
+                for name, fields in SHARD_DATASETS.items():  # the user id is the first sort field
+                    writers[name].add(sorted(rows[name], key=sort_key(fields[1:])))
+        yield from (writer.path for writer in writers.values() if writer.rows)
+        for name, count in sorted(counts.items()):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
 
-    @staticmethod
-    def _lineage(rows: list[dict]):
-        for row in rows:
-            yield beam.pvalue.TaggedOutput("lineage", row)
-            yield beam.pvalue.TaggedOutput("counts", (f"lineage.{row['relation']}", 1))
+    def _user(self, user_id, history, previous_journeys, rows, counts, catalogue, catalogue_df, catalogue_size,
+              run_time, mean):
+        """One user: cluster, keep identity, add their rows to ``rows`` and counts to ``counts``; yields
+        their dead letters."""
+        def count(name: str, n: int = 1) -> None:
+            counts[name] = counts.get(name, 0) + n
+
+        events = []
+        for event in history:
+            if event.item_id in catalogue:
+                events.append(event)
+            else:
+                yield beam.pvalue.TaggedOutput(
+                    "dead", DeadLetter("events", "unknown_item", "item_id is not in the item catalogue "
+                                       "(or its catalogue row was rejected)", event._asdict(), user_id,
+                                       event.item_id))
+        if not events:  # no usable events in this run: all the user's previous journeys ended
+            _, lineage = assign_identity(user_id, previous_journeys, [], self.match, run_time)
+        else:
+            result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size, mean)
+            # Identity is a step after clustering: the clustering never sees the previous run.
+            journeys, lineage = assign_identity(user_id, previous_journeys, result.journeys, self.match, run_time)
+            self.users.inc()
+            self.journeys.inc(len(journeys))
+            rows["journeys"].extend(journeys)
+            rows["transient"].extend(result.transient)
+            rows["users"].append(result.user)
+            for dead in result.dead_letters:
+                yield beam.pvalue.TaggedOutput("dead", dead)
+            for name, n in (
+                (f"users_rule.{result.user['persistence_rule']}", 1),
+                (f"users_outcome.{result.user['outcome']}", 1),
+                ("users", 1),
+                ("users_with_journeys", int(bool(result.journeys))),
+                ("journeys", len(result.journeys)),
+                ("transient_clusters", len(result.transient)),
+                ("events_in_journeys", result.events_in_journeys),
+                ("events_in_transient", result.events_in_transient),
+                ("noise_events", result.noise_events),
+            ):
+                count(name, n)
+        rows["lineage"].extend(lineage)
+        for row in lineage:
+            count(f"lineage.{row['relation']}")
 
 
 class _PublishExtraction(Publish):
@@ -387,8 +471,10 @@ class Summarise:
             if key.startswith("file."):  # file.<source>.<read|rejected>.<path>
                 _, source, what, path = key.split(".", 3)
                 files[source].setdefault(path, {"read": 0, "rejected": 0})[what] = count
+        # Every parsed row is counted once, per file, by _Validate: the totals are the files' sums.
+        events_read, items_read = (sum(f["read"] for f in files[source].values()) for source in ("events", "items"))
         events = {
-            "read": counts.get("events_read", 0),
+            "read": events_read,
             "in_journeys": counts.get("events_in_journeys", 0),
             "in_transient": counts.get("events_in_transient", 0),
             "noise": counts.get("noise_events", 0),
@@ -403,13 +489,14 @@ class Summarise:
             "config": self.config,
             "events": events,
             "items": {
-                "read": counts.get("items_read", 0),
+                "read": items_read,
                 "in_catalogue": counts.get("items_in_catalogue", 0),
                 "with_events": counts.get("items_used", 0),  # the only ones embedded
+                # distinct titles and contexts sent to the encoder (cached items' are not)
+                "texts_embedded": counts.get("texts_embedded", 0),
                 "rejected": sum(item_rejects.values()),
                 "rejected_by_reason": item_rejects,
-                "balanced": counts.get("items_read", 0)
-                == counts.get("items_in_catalogue", 0) + sum(item_rejects.values()),
+                "balanced": items_read == counts.get("items_in_catalogue", 0) + sum(item_rejects.values()),
             },
             "users": {
                 "with_valid_events": users,
@@ -439,6 +526,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     model = model_identity(opts.embedding_model)
     match = MatchConfig(opts.min_overlap, opts.min_similarity)
     previous_path = previous.journeys_folder(common.previous) if common.previous else None
+    threads = torch_threads(options)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
     validate_events = functools.partial(validate_event, window=time_window(options))
@@ -466,21 +554,24 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         .with_output_types(Item)
     )
     embed = EmbedCatalogue(opts.embedding_model, None if opts.embed_per_event else opts.embedding_cache,
-                           opts.embed_batch_size, common.torch_threads)
-    events_by_item = events.ok | "KeyEventsByItem" >> beam.Map(lambda e: (e.item_id, e))
+                           opts.embed_batch_size, threads["threads"], once_per_text=not opts.embed_per_event)
+    to_embed = used_items
     if opts.embed_per_event:
-        vectors = (
+        to_embed = (
             {"item": used_items | "KeyItemsForBaseline" >> beam.Map(lambda it: (it.item_id, it)),
-             "event": events_by_item}
+             "event": events.ok | "KeyEventsByItem" >> beam.Map(lambda e: (e.item_id, e))}
             | "JoinForBaseline" >> beam.CoGroupByKey()
             | "ItemPerEvent" >> beam.FlatMap(_items_once_per_event)
-            | "EmbedEachEvent" >> embed
+        )
+    embedded = to_embed | "EmbedCatalogue" >> embed
+    vectors = embedded["vectors"]
+    if opts.embed_per_event:
+        vectors = (
+            vectors
             | "KeyVectors" >> beam.Map(lambda pair: (pair[0].item_id, pair))
             | "GroupVectors" >> beam.GroupByKey()
             | "OneVectorPerItem" >> beam.Map(_first_vector)
         )
-    else:
-        vectors = used_items | "EmbedCatalogue" >> embed
 
     catalogue_df = (
         unique_items.ok
@@ -501,64 +592,53 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         )
         mean_side = {"catalogue_mean": beam.pvalue.AsSingleton(catalogue_mean)}
 
-    joined = (
-        {"event": events_by_item, "item": vectors | "KeyByItem" >> beam.Map(lambda p: (p[0].item_id, p))}
-        | "JoinEventsItems" >> beam.CoGroupByKey()
-        # The generator yields tagged dead letters too, which confuses Beam's type inference.
-        | "AttachItems" >> beam.FlatMap(_attach_items).with_output_types(tuple[str, typing.Any])
-        .with_outputs("dead", main="ok")
-    )
+    # Users go to --num_shards shards by a hash of their id; the per-user step takes a shard at a
+    # time and writes its files itself (see _ExtractShard), so no dataset is held whole anywhere.
+    shards = opts.num_shards
+    events_by_shard = events.ok | "KeyEventsByShard" >> beam.Map(
+        lambda e: (stable_shard(e.user_id, shards), packed_events.pack(e)))
     if previous_path:
         previous_journeys = (
             pipeline | "ReadPrevious" >> ReadRows(previous_path)
             | "PreviousByUser" >> beam.Map(lambda parsed: _previous_record(parsed[0]))
         )
-        by_user = {"parts": joined.ok, "previous": previous_journeys} | "GroupByUser" >> beam.CoGroupByKey()
+        previous_by_shard = previous_journeys | "PreviousByShard" >> beam.Map(
+            lambda kv: (stable_shard(kv[0], shards), kv))
+        by_shard = {"events": events_by_shard, "previous": previous_by_shard} | "GroupByShard" >> beam.CoGroupByKey()
         previous_count = [previous_journeys | "CountPrevious" >> beam.Map(lambda _: ("previous_journeys", 1))]
     else:
-        by_user = (
-            joined.ok
-            | "GroupByUser" >> beam.GroupByKey()
-            | "NoPrevious" >> beam.MapTuple(lambda user, parts: (user, {"parts": parts, "previous": []}))
+        by_shard = (
+            events_by_shard
+            | "GroupByShard" >> beam.GroupByKey()
+            | "NoPrevious" >> beam.MapTuple(lambda shard, packed: (shard, {"events": packed, "previous": []}))
         )
         previous_count = []
     # The run's as-of time, written on the lineage rows: the latest valid event, so reruns are identical.
     run_time = events.ok | "EventTimes" >> beam.Map(lambda e: e.ts) | "LatestEvent" >> beam.CombineGlobally(_latest)
     extracted = (
-        by_user
+        by_shard
         | "ExtractJourneys" >> beam.ParDo(
-            _ExtractUsers(opts.strategy, params, persistence, model, match),
+            _ExtractShard(staging, opts.strategy, params, persistence, model, match),
+            catalogue=beam.pvalue.AsDict(vectors | "KeyByItem" >> beam.Map(lambda p: (p[0].item_id, p))),
             catalogue_df=beam.pvalue.AsDict(catalogue_df),
             catalogue_size=beam.pvalue.AsSingleton(catalogue_size),
             run_time=beam.pvalue.AsSingleton(run_time),
             **mean_side,
-        ).with_outputs("transient", "users", "lineage", "dead", "counts", main="journeys")
+        ).with_outputs("dead", "counts", main="written")
     )
 
     dead = (
-        (events.dead, items.dead, unique_items.dead, joined.dead, extracted.dead)
+        (events.dead, items.dead, unique_items.dead, extracted.dead)
         | "AllDeadLetters" >> beam.Flatten()
     )
-    dead_records = dead | "DeadToRecords" >> beam.Map(DeadLetter.to_record)
-    written = (
-        (
-            extracted.journeys | "WriteJourneys" >> WriteShards(
-                io.join(staging, "journeys"), schema.JOURNEYS, "user_id", ("user_id", "first_ts", "journey_id"),
-                opts.num_shards),
-            extracted.transient | "WriteTransient" >> WriteShards(
-                io.join(staging, "transient"), schema.TRANSIENT, "user_id", ("user_id", "first_ts", "journey_id"),
-                opts.num_shards),
-            extracted.users | "WriteUsers" >> WriteShards(
-                io.join(staging, "users"), schema.USERS, "user_id", ("user_id",), opts.num_shards),
-            extracted.lineage | "WriteLineage" >> WriteShards(
-                io.join(staging, "lineage"), schema.LINEAGE, "user_id", ("user_id", "relation", "old_id", "new_id"),
-                opts.num_shards),
-            dead_records | "WriteDeadLetters" >> WriteShards(
-                io.join(staging, "dead_letter"), schema.DEAD_LETTER, "row",
-                ("source", "reason", "user_id", "item_id", "row", "detail"), opts.num_shards),
-        )
-        | "AllWritten" >> beam.Flatten()
+    written_dead = (
+        dead
+        | "DeadToRecords" >> beam.Map(DeadLetter.to_record)
+        | "WriteDeadLetters" >> WriteShards(io.join(staging, "dead_letter"), schema.DEAD_LETTER, "row",
+                                            ("source", "reason", "user_id", "item_id", "row", "detail"), shards,
+                                            rows_per_shard=ROWS_PER_SHARD)
     )
+    written = (extracted.written, written_dead) | "AllWritten" >> beam.Flatten()
     counts = (
         (
             extracted.counts,
@@ -566,11 +646,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             items.files,
             *previous_count,
             dead | "RejectReasons" >> beam.Map(lambda d: (f"rejected.{d.source}.{d.reason}", 1)),
-            (events.ok, events.dead) | "EventsRead" >> beam.Flatten()
-            | "EventsReadOnes" >> beam.Map(lambda _: ("events_read", 1)),
-            (items.ok, items.dead) | "ItemsRead" >> beam.Flatten()
-            | "ItemsReadOnes" >> beam.Map(lambda _: ("items_read", 1)),
             catalogue_size | "ItemsInCatalogue" >> beam.Map(lambda n: ("items_in_catalogue", n)),
+            embedded["texts"] | "TextsEmbedded" >> beam.Map(lambda n: ("texts_embedded", n)),
             used_items | "CountUsedItems" >> beam.combiners.Count.Globally()
             | "ItemsUsed" >> beam.Map(lambda n: ("items_used", n)),
         )
@@ -583,7 +660,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         "persistence": {"rule": persistence.rule, "min_items": persistence.min_items,
                         "min_span_days": persistence.min_span_days, "min_active_days": persistence.min_active_days,
                         "count_min_items": persistence.count_min_items},
-        "embedding_model": model,
+        "embedding_model": model, "torch_threads": threads,
         "previous": common.previous, "min_overlap": match.min_overlap, "min_similarity": match.min_similarity,
     }
     _ = (

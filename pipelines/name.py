@@ -25,7 +25,7 @@ from journeys.inputs import check_dataset
 from journeys.lineage import CHANGED, STATUSES, CarryConfig, carry_or_rename, needs_naming
 from journeys.naming import NAMERS, Namer, create_namer
 from journeys.validation import DeadLetter
-from pipelines.options import CommonOptions, run_and_summarise
+from pipelines.options import CommonOptions, run_and_summarise, torch_threads
 from pipelines.transforms import Publish, ReadRows, WriteShards
 
 DATASETS = {"named": schema.NAMED_JOURNEYS, "dead_letter": schema.DEAD_LETTER}
@@ -214,9 +214,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             | "NoPrevious" >> beam.MapTuple(lambda user, journeys: (user, {"journeys": journeys, "previous": []}))
         )
     carry = CarryConfig(opts.max_new_share, opts.min_carry_grounding)
-    carry_over = _CarryOver(opts.namer, opts.encoder, carry, common.torch_threads, bool(common.previous))
+    threads = torch_threads(options)
+    carry_over = _CarryOver(opts.namer, opts.encoder, carry, threads["threads"], bool(common.previous))
     split = per_user | "CarryOver" >> beam.ParDo(carry_over).with_outputs("carried", main="to_name")
-    handler = NamerHandler(opts.namer, opts.batch_size, common.torch_threads, **namer_options(opts))
+    handler = NamerHandler(opts.namer, opts.batch_size, threads["threads"], **namer_options(opts))
     main, failures = split.to_name | "Name" >> RunInference(handler).with_exception_handling()
     named = (
         (main | "ToRecords" >> beam.FlatMap(_named_records), split.carried)
@@ -252,7 +253,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
     config = {"journeys": common.journeys, "namer": opts.namer, **namer_options(opts), "previous": common.previous,
-              "max_new_share": carry.max_new_share, "min_carry_grounding": carry.min_grounding}
+              "max_new_share": carry.max_new_share, "min_carry_grounding": carry.min_grounding,
+              "torch_threads": threads}
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])

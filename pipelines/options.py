@@ -4,6 +4,7 @@ parser, so a flag is declared once, here, and each pipeline reads it with ``view
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
 
 import apache_beam as beam
@@ -18,7 +19,10 @@ class CommonOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("journeys")
         group.add_argument("--out", help="output folder (local or gs://)")
-        group.add_argument("--torch_threads", type=int, default=1, help="torch threads per worker")
+        group.add_argument("--torch_threads", type=int, default=0,
+                           help="torch threads per worker; 0 (default) = auto: on the local runner the machine's "
+                           "cores shared among --direct_num_workers workers (or $OMP_NUM_THREADS if set), on a "
+                           "remote runner 1 (its workers run one SDK process per core)")
         # Read by more than one pipeline (name, encode; extract, encode), so declared once here.
         group.add_argument("--journeys", help="the journeys/ dataset written by extract")
         group.add_argument("--events", help="events: Parquet, CSV or JSONL file, folder or glob (local or gs://)")
@@ -45,6 +49,45 @@ def time_window(options: PipelineOptions) -> TimeWindow:
     """The plausible-timestamp window given by --min_timestamp / --max_timestamp."""
     opts = options.view_as(EventOptions)
     return TimeWindow.between(opts.min_timestamp, opts.max_timestamp)
+
+
+LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def torch_threads(options: PipelineOptions) -> dict:
+    """How many torch threads each worker uses, and why: {"threads", "workers", "cores", "reason"}.
+
+    More torch threads than cores, counted over all workers, makes torch on CPU many times slower,
+    and one thread leaves cores idle on a one-worker local run; so the default fills the machine
+    without oversubscribing it. Recorded in each step's summary."""
+    requested = options.view_as(CommonOptions).torch_threads
+    if requested is not None and requested < 0:
+        raise ValueError(f"--torch_threads must be 0 (auto) or more, got {requested}")
+    cores = usable_cores()
+    runner = options.view_as(StandardOptions).runner or "FnApiRunner"
+    all_options = options.get_all_options()
+    local = runner in LOCAL_RUNNERS
+    workers = 1
+    if local and all_options.get("direct_running_mode") in ("multi_processing", "multi_threading"):
+        workers = all_options.get("direct_num_workers") or cores  # 0 means one per core
+    if requested:
+        return {"threads": requested, "workers": workers, "cores": cores, "reason": "--torch_threads"}
+    if not local:
+        return {"threads": 1, "workers": None, "cores": None,
+                "reason": f"auto: {runner} runs one SDK process per worker core"}
+    from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        return {"threads": int(from_env), "workers": workers, "cores": cores, "reason": "auto: $OMP_NUM_THREADS"}
+    return {"threads": max(1, cores // workers), "workers": workers, "cores": cores,
+            "reason": f"auto: {cores} cores / {workers} worker(s)"}
 
 
 def run_and_summarise(options: PipelineOptions, build: Callable, save_main_session: bool,

@@ -46,8 +46,13 @@ def _numbered_rows(file: str):
         yield row, problem, file, number
 
 
-def _stable_shard(key: str, shards: int) -> int:
+def stable_shard(key: str, shards: int) -> int:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % shards
+
+
+def sort_key(fields: tuple[str, ...]):
+    """How rows are ordered inside a shard file (None sorts first, as an empty string)."""
+    return lambda row: tuple("" if row[f] is None else row[f] for f in fields)
 
 
 _WRITERS = {"parquet": io.write_table, "jsonl": io.write_jsonl}
@@ -59,31 +64,44 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element):
         shard, records = element
-        rows = sorted(records, key=lambda r: tuple("" if r[f] is None else r[f] for f in self.sort_fields))
+        rows = sorted(records, key=sort_key(self.sort_fields))
         path = io.join(self.folder, f"part-{shard:05d}.{self.fmt}")
         # Built as an Arrow table in both formats, so JSONL rows are checked against the schema too.
         _WRITERS[self.fmt](pa.Table.from_pylist(rows, schema=self.schema), path)
         yield path
 
 
+ROWS_PER_SHARD = 20_000  # a writer holds one shard's rows at once: this bounds its memory
+
+
 class WriteShards(beam.PTransform):
     """Write dict records as ``part-NNNNN.parquet`` (or ``.jsonl``) files under ``folder``. Records go
     to shards by a hash of ``shard_field`` and are sorted inside each shard, so reruns write identical
-    files."""
+    files. There are ``shards`` files; with ``rows_per_shard``, more for a large dataset: enough that
+    none holds more than about that many rows (counted on the dataset, so reruns shard the same way)."""
 
     def __init__(self, folder: str, schema: pa.Schema, shard_field: str, sort_fields: tuple[str, ...], shards: int,
-                 fmt: str = "parquet"):
+                 fmt: str = "parquet", rows_per_shard: int | None = None):
         super().__init__()
         if fmt not in _WRITERS:
             raise ValueError(f"unknown output format '{fmt}': choose one of {', '.join(_WRITERS)}")
         self.folder, self.schema, self.shard_field = folder, schema, shard_field
         self.sort_fields, self.shards, self.fmt = sort_fields, shards, fmt
+        self.rows_per_shard = rows_per_shard
 
     def expand(self, records):
-        field, shards = self.shard_field, self.shards
+        field, least, per_shard = self.shard_field, self.shards, self.rows_per_shard
+        if per_shard is None:
+            shards = records.pipeline | "Shards" >> beam.Create([least])
+        else:
+            shards = (
+                records
+                | "Count" >> beam.combiners.Count.Globally()
+                | "Shards" >> beam.Map(lambda rows: max(least, -(-rows // per_shard)))
+            )
         return (
             records
-            | "Shard" >> beam.Map(lambda r: (_stable_shard(str(r[field]), shards), r))
+            | "Shard" >> beam.Map(lambda r, n: (stable_shard(str(r[field]), n), r), n=beam.pvalue.AsSingleton(shards))
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema, self.sort_fields, self.fmt))
         )

@@ -8,6 +8,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Pipelines left at --torch_threads 0 (auto) follow $OMP_NUM_THREADS: one thread in tests too.
+os.environ["OMP_NUM_THREADS"] = "1"
 # gcsfs's experimental hierarchical-namespace support makes gRPC calls that the local GCS emulator
 # cannot answer; the JSON API it falls back to is what the emulator serves.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
