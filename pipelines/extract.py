@@ -217,29 +217,10 @@ class _EmbedTexts(beam.DoFn):
         yield from zip(texts, vectors)
 
 
-def _text_uses(item: Item):
-    """(text, (item key, role)) for the title and, if any, the context of an item."""
-    key = item.content_key()
+def _item_vector(item: Item, text_vectors: dict) -> tuple[Item, object]:
+    """An item with its vector, put together from its texts' vectors as ``embed_items`` does."""
     title, context = item_texts(item)
-    yield title, (key, "title")
-    if context:
-        yield context, (key, "context")
-
-
-def _vector_to_uses(element):
-    """(text, {"vector": [v], "use": [(item key, role)]}) -> (item key, (role, v)) for every use."""
-    _, grouped = element
-    vector = next(iter(grouped["vector"]))
-    for key, role in grouped["use"]:
-        yield key, (role, vector)
-
-
-def _item_vector(element):
-    """(item key, {"item": [item], "part": [(role, v)]}) -> (item, vector), as ``embed_items`` makes it."""
-    _, grouped = element
-    item = next(iter(grouped["item"]))
-    parts = dict(grouped["part"])
-    return item, combine(parts["title"][None, :], [parts.get("context")])[0]
+    return item, combine(text_vectors[title][None, :], [text_vectors[context] if context else None])[0]
 
 
 class EmbedCatalogue(beam.PTransform):
@@ -248,7 +229,7 @@ class EmbedCatalogue(beam.PTransform):
 
     Each distinct text (a title, or a context that many items share) is embedded once per run,
     in buckets of texts of about the same length; the item's vector is then put together from its
-    texts' vectors exactly as ``journeys.embedding.embed_items`` does."""
+    texts' vectors as ``journeys.embedding.embed_items`` does."""
 
     def __init__(self, model_name: str, cache: str | None, batch_size: int, torch_threads: int,
                  once_per_text: bool = True):
@@ -268,8 +249,7 @@ class EmbedCatalogue(beam.PTransform):
             hits, misses = split.hit, split.miss
         else:
             hits, misses = None, items
-        uses = misses | "TextUses" >> beam.FlatMap(_text_uses)
-        texts = uses | "Texts" >> beam.Keys()
+        texts = misses | "Texts" >> beam.FlatMap(lambda it: [text for text in item_texts(it) if text])
         if self.once_per_text:
             texts = texts | "DistinctTexts" >> beam.Distinct()
         total = texts | "CountTexts" >> beam.combiners.Count.Globally()
@@ -280,16 +260,9 @@ class EmbedCatalogue(beam.PTransform):
             | "Embed" >> beam.ParDo(_EmbedTexts(self.model_name, self.batch_size, self.torch_threads),
                                     total=beam.pvalue.AsSingleton(total))
         )
-        parts = (
-            {"vector": text_vectors, "use": uses}
-            | "JoinTexts" >> beam.CoGroupByKey()
-            | "VectorToUses" >> beam.FlatMap(_vector_to_uses)
-        )
-        fresh = (
-            {"item": misses | "KeyMisses" >> beam.Map(lambda it: (it.content_key(), it)), "part": parts}
-            | "JoinParts" >> beam.CoGroupByKey()
-            | "CombineTexts" >> beam.Map(_item_vector)
-        )
+        # The texts' vectors as a side input: as large as the catalogue's vectors, which the
+        # per-user step takes as a side input too.
+        fresh = misses | "CombineTexts" >> beam.Map(_item_vector, text_vectors=beam.pvalue.AsDict(text_vectors))
         if not self.cache:
             return {"vectors": fresh, "texts": total}
         _ = fresh | "WriteCache" >> WriteEmbeddingCache(self.cache, self.model_name)
