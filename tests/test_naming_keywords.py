@@ -65,6 +65,9 @@ def test_validation_rules():
     assert problem("Videos", []) == "blocklisted"
     assert problem("scoring a loaf!", ["Scoring a loaf"]) == "copy of an item title"
     assert problem("Sourdough Bread Baking", ["Scoring a loaf"]) is None
+    assert problem("Retro Retro Retro", []) == "repeats a word"
+    assert problem("Retro, retro gaming", []) == "repeats a word"
+    assert problem("Formula 1 and Formula E", []) is None
     assert title_case("learning F1 and the iPhone") == "Learning F1 and the iPhone"
     assert dedupe(["A", "A", "A"], ["u", "u", "u"], [["B"], ["B"], []]) == ["A", "B", "A (2)"]
 

@@ -40,6 +40,11 @@ def problem(name: str, titles: list[str], instruction: str | None = None) -> str
         return "no letters or digits"
     if key in BLOCKLIST:
         return "blocklisted"
+    # A small model stuck in a loop ("Retro Retro Retro"); a word used twice apart ("Formula 1 and
+    # Formula E") is fine.
+    parts = key.split()
+    if any(a == b for a, b in zip(parts, parts[1:])):
+        return "repeats a word"
     if any(key == _key(title) for title in titles):
         return "copy of an item title"
     if instruction and key in _key(instruction):
