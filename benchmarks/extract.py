@@ -127,7 +127,6 @@ def floor_seconds(sample: dict) -> dict:
     """Load the encoder from disk with all cores and embed each distinct text the pipeline embeds
     (titles and contexts of the catalogue items that have events) once: what no pipeline can beat."""
     import pyarrow.compute as pc
-    import torch
 
     from journeys import io
     from journeys.embedding import Embedder, item_texts
@@ -147,7 +146,6 @@ def floor_seconds(sample: dict) -> dict:
     embedder.encode(titles)
     embedder.encode(contexts)
     done = time.perf_counter()
-    torch.set_num_threads(threads)
     return {"floor_seconds": done - started, "floor_load_seconds": loaded - started, "floor_threads": threads,
             "texts": len(titles) + len(contexts)}
 

@@ -91,17 +91,18 @@ class WriteShards(beam.PTransform):
 
     def expand(self, records):
         field, least, per_shard = self.shard_field, self.shards, self.rows_per_shard
-        if per_shard is None:
-            shards = records.pipeline | "Shards" >> beam.Create([least])
+        if per_shard is None:  # a fixed count: no counting pass
+            shard = beam.Map(lambda r: (stable_shard(str(r[field]), least), r))
         else:
             shards = (
                 records
                 | "Count" >> beam.combiners.Count.Globally()
                 | "Shards" >> beam.Map(lambda rows: max(least, -(-rows // per_shard)))
             )
+            shard = beam.Map(lambda r, n: (stable_shard(str(r[field]), n), r), n=beam.pvalue.AsSingleton(shards))
         return (
             records
-            | "Shard" >> beam.Map(lambda r, n: (stable_shard(str(r[field]), n), r), n=beam.pvalue.AsSingleton(shards))
+            | "Shard" >> shard
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema, self.sort_fields, self.fmt))
         )
