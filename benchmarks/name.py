@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train_steps", type=int, default=3,
                         help="steps of the stand-in adapters, timed (batch 8 of the exemplar bank)")
     parser.add_argument("--torch_threads", type=int, default=1)
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="LLM namers: answers per journey from a beam search (1: greedy), as `--candidates`")
     parser.add_argument("--json", help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                               args.train_steps, args.torch_threads)
         Embedder()  # load the sentence encoder once, outside the timings
         for strategy in strategies:
-            options = {} if strategy == "keywords" else {"model": args.model, "adapter": adapters.get(strategy)}
+            options = {} if strategy == "keywords" else {"model": args.model, "adapter": adapters.get(strategy),
+                                                         "candidates": args.candidates}
             namer = create_namer(strategy, torch_threads=args.torch_threads, **options)
             with PeakRSS() as memory:
                 figures = measure(namer, journeys, args.repeats)
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             results[strategy] = figures
             print(json.dumps({"strategy": strategy, **figures}), flush=True)
     report = {"journeys": len(journeys), "repeats": args.repeats, "model": llms.model_identity(args.model),
-              "torch_threads": args.torch_threads, "strategies": results}
+              "torch_threads": args.torch_threads, "candidates": args.candidates, "strategies": results}
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -157,7 +160,8 @@ def print_table(report: dict) -> None:
     columns = ["batch_1_names_per_s", "batch_8_names_per_s", "batch_32_names_per_s", "loop_names_per_s",
                "batch_32_vs_loop", "prompt_tokens_per_journey", "generated_tokens_per_journey", "peak_rss_mib",
                "train_seconds_per_step"]
-    print(f"\n{report['journeys']} journeys, model {report['model']}, median of {report['repeats']}")
+    print(f"\n{report['journeys']} journeys, model {report['model']}, {report['candidates']} candidate(s) per "
+          f"journey, median of {report['repeats']}")
     print("| strategy | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for strategy, figures in report["strategies"].items():

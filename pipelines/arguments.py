@@ -32,7 +32,7 @@ class OptionError(ValueError):
 # The smallest value each count may take.
 MINIMUMS = {
     "num_shards": 1, "embed_batch_size": 1, "export_shards": 1, "top_items": 1, "encode_shards": 1,
-    "batch_size": 1, "torch_threads": 0, "max_titles": 1, "exemplars": 0, "min_items": 1,
+    "batch_size": 1, "torch_threads": 0, "max_titles": 1, "exemplars": 0, "candidates": 1, "min_items": 1,
     "min_active_days": 0, "min_span_days": 0, "direct_num_workers": 0,
 }
 

@@ -44,6 +44,9 @@ class NameOptions(PipelineOptions):
                            help="sentence encoder for keywords, grounding and exemplars: the extraction's model")
         group.add_argument("--max_titles", type=int, default=10, help="LLM namers: titles per prompt")
         group.add_argument("--exemplars", type=int, default=3, help="few-shot: exemplars per prompt")
+        group.add_argument("--candidates", type=int, default=1,
+                           help="LLM namers: answers per journey from a beam search that wide; the valid one "
+                           "closest to the journey is kept (1: greedy)")
         group.add_argument("--min_grounding", type=float, default=0.2,
                            help="LLM namers: an answer less similar to the journey's centroid falls back to keywords")
         group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
@@ -87,7 +90,7 @@ def namer_options(opts: NameOptions) -> dict:
     options = {"encoder": opts.encoder}
     if opts.namer != "keywords":
         options |= {"model": opts.model, "adapter": opts.adapter, "max_titles": opts.max_titles,
-                    "exemplars": opts.exemplars, "min_grounding": opts.min_grounding}
+                    "exemplars": opts.exemplars, "min_grounding": opts.min_grounding, "candidates": opts.candidates}
     return options
 
 

@@ -68,6 +68,8 @@ def test_validation_rules():
     assert problem("Retro Retro Retro", []) == "repeats a word"
     assert problem("Retro, retro gaming", []) == "repeats a word"
     assert problem("Formula 1 and Formula E", []) is None
+    assert problem("Beaujolais Crus\ufffd", []) == "broken character"  # decoding stopped mid-character
+    assert problem("Beaujolais Crus\u00e9", []) is None
     assert title_case("learning F1 and the iPhone") == "Learning F1 and the iPhone"
     assert dedupe(["A", "A", "A"], ["u", "u", "u"], [["B"], ["B"], []]) == ["A", "B", "A (2)"]
 

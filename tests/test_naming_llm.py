@@ -118,7 +118,7 @@ def test_injected_titles_do_not_change_the_output_format_or_leak_the_instruction
 def test_an_answer_that_fails_validation_falls_back_to_keywords_with_the_reason(journeys, embedder, tiny_models):
     namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], max_new_tokens=1), embedder)
     journey = dict(journeys[0])
-    namer.generator.generate = lambda prompts, *_: [journey["representative_titles"][0]] * len(prompts)
+    namer.generator.generate_candidates = lambda prompts, *_: [[journey["representative_titles"][0]]] * len(prompts)
     [result] = namer.name([journey])
     keyword_name = namer.fallback.name([journey])[0].name
     assert result.fell_back and result.name == keyword_name
@@ -144,6 +144,29 @@ def test_batched_generation_matches_one_prompt_at_a_time(journeys, tiny_models, 
     assert batched == one_by_one
 
 
+def test_beam_candidates_come_per_prompt_best_first_and_batching_does_not_change_them(journeys, tiny_models):
+    generator = load_generator(tiny_models["llama"])
+    prompts = [f"Items: {' | '.join(j['representative_titles'][:n])}\nName:" for n, j in zip((1, 4, 2), journeys[:3])]
+    batched = generator.generate_candidates(prompts, batch_size=3, max_new_tokens=4, candidates=3)
+    one_by_one = [generator.generate_candidates([p], 1, 4, candidates=3)[0] for p in prompts]
+    assert [len(answers) for answers in batched] == [3, 3, 3] and batched == one_by_one
+    assert generator.generate_candidates(prompts, 3, 4)[0] == generator.generate(prompts[:1], 1, 4)
+
+
+def test_of_several_valid_answers_the_one_closest_to_the_journey_is_kept(journeys, embedder, tiny_models):
+    journey = journeys[0]
+    # No grounding floor: which answer is kept is the choice under test, not the fallback.
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], candidates=3, min_grounding=-1.0), embedder)
+    central = namer.fallback.name([journey])[0].name  # the keyword namer picks a phrase near the centroid
+    answers = [journey["representative_titles"][0], "Quarterly Tax Filing", central]  # a copy, off-topic, central
+    namer.generator.generate_candidates = lambda prompts, *_: [answers] * len(prompts)
+    [result] = namer.name([journey])
+    assert result.name == central and not result.fell_back
+    namer.generator.generate_candidates = lambda prompts, *_: [answers[:2]] * len(prompts)
+    [result] = namer.name([journey])  # the copy fails validation; the only valid answer stands
+    assert result.name == "Quarterly Tax Filing" and not result.fell_back
+
+
 def test_exemplar_file_lines_are_valid_json_with_the_documented_fields():
     with open(EXEMPLARS, encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
@@ -153,7 +176,7 @@ def test_exemplar_file_lines_are_valid_json_with_the_documented_fields():
 
 def test_a_well_formed_answer_about_something_else_falls_back(journeys, embedder, tiny_models):
     namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], max_new_tokens=1, min_grounding=0.5), embedder)
-    namer.generator.generate = lambda prompts, *_: ["zq vx kwp"] * len(prompts)  # word salad, valid in form
+    namer.generator.generate_candidates = lambda prompts, *_: [["zq vx kwp"]] * len(prompts)  # valid in form
     [result] = namer.name([journeys[0]])
     assert result.fell_back and "not grounded" in result.fallback_reason and result.grounding > 0.5
 

@@ -1,4 +1,5 @@
-"""Loading a causal LM (with or without a tuned adapter) and batched greedy generation.
+"""Loading a causal LM (with or without a tuned adapter) and batched generation: greedy, or a
+few candidates from a beam search.
 
 Prompts are left-padded so that every prompt in a batch ends where generation starts, and truncated
 from the left, so an over-long prompt loses its instruction and exemplars before it loses the question.
@@ -36,13 +37,20 @@ class Generator:
     generated_tokens: int = 0
 
     def generate(self, prompts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+        """One greedy answer per prompt."""
+        return [answers[0] for answers in self.generate_candidates(prompts, batch_size, max_new_tokens)]
+
+    def generate_candidates(self, prompts: list[str], batch_size: int, max_new_tokens: int,
+                            candidates: int = 1) -> list[list[str]]:
+        """``candidates`` answers per prompt, best first: the greedy answer for one, else the
+        ``candidates`` best beams of a beam search that wide (deterministic, like greedy)."""
         import torch
 
         stop = self.stop_token_ids()
         # Prompts of similar length share a batch, so little of each batch is padding; answers are
         # put back in the order of the prompts.
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-        texts: dict[int, str] = {}
+        texts: dict[int, list[str]] = {}
         for start in range(0, len(prompts), batch_size):
             chunk = order[start:start + batch_size]
             batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
@@ -50,12 +58,14 @@ class Generator:
             with torch.inference_mode():
                 output = self.model.generate(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                    eos_token_id=stop, pad_token_id=self.tokenizer.pad_token_id)
+                    max_new_tokens=max_new_tokens, do_sample=False, num_beams=candidates,
+                    num_return_sequences=candidates, eos_token_id=stop, pad_token_id=self.tokenizer.pad_token_id)
             output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
-            self.prompt_tokens += int(batch["attention_mask"].sum()) + self.virtual_tokens * len(output)
+            self.prompt_tokens += int(batch["attention_mask"].sum()) + self.virtual_tokens * len(chunk)
             self.generated_tokens += sum(_answer_length(row, stop) for row in output.tolist())
-            texts.update(zip(chunk, self.tokenizer.batch_decode(output, skip_special_tokens=True)))
+            decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+            for position, index in enumerate(chunk):  # a prompt's answers are consecutive rows
+                texts[index] = decoded[position * candidates:(position + 1) * candidates]
         return [texts[i] for i in range(len(prompts))]
 
     def stop_token_ids(self) -> list[int]:

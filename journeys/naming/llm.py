@@ -44,6 +44,9 @@ class LLMNamerConfig:
     min_grounding: float = field(default=0.2, metadata={"help": "answers less similar to the journey fall back"})
     max_new_tokens: int = field(default=12, metadata={"help": "longest answer generated"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
+    candidates: int = field(default=1, metadata={
+        "help": "answers generated per journey (a beam search that wide); the valid one closest to the "
+                "journey is kept. 1: greedy"})
 
     def __post_init__(self):
         if self.strategy not in ("few-shot", *METHODS):
@@ -52,8 +55,8 @@ class LLMNamerConfig:
             raise ValueError(f"the {self.strategy} namer needs --adapter: a folder made by `journeys tune`")
         if self.prompt_inputs not in ("titles", "terms", "both"):
             raise ValueError("prompt_inputs must be titles, terms or both")
-        if min(self.max_titles, self.max_new_tokens, self.batch_size) < 1 or self.exemplars < 0:
-            raise ValueError("max_titles, max_new_tokens and batch_size must be positive, exemplars >= 0")
+        if min(self.max_titles, self.max_new_tokens, self.batch_size, self.candidates) < 1 or self.exemplars < 0:
+            raise ValueError("max_titles, max_new_tokens, batch_size and candidates must be positive, exemplars >= 0")
 
 
 def check_adapter(strategy: str, adapter: str) -> None:
@@ -97,21 +100,45 @@ class LLMNamer(Namer):
                                                    self.config.max_titles)
         return self.template.render(**values)
 
-    def name(self, journeys: list[dict]) -> list[NameResult]:
-        if not journeys:
-            return []
-        keyword_names = [r.name for r in self.fallback.name(journeys)]
-        answers = self.generator.generate([self.prompt(j) for j in journeys], self.config.batch_size,
-                                          self.config.max_new_tokens)
-        names, reasons = [], []
-        for journey, answer, keyword_name in zip(journeys, answers, keyword_names):
-            titles = list(journey.get("representative_titles", []))
+    def _valid_answers(self, journey: dict, answers: list[str]) -> tuple[list[str], str | None]:
+        """The answers that pass validation, cleaned, in beam order; and why the first that failed did."""
+        titles = list(journey.get("representative_titles", []))
+        valid, first_reason = [], None
+        for answer in answers:
             name = clean(answer)
             if name and name == name.lower():  # show "uk punk" as the titles write it: "UK Punk"
                 name = display(name, original_casing(titles))
             reason = problem(name, titles, self.template.instruction)
-            names.append(keyword_name if reason else name)
-            reasons.append(f"model answer rejected ({reason}): {answer.strip()[:80]!r}" if reason else None)
+            if reason is None:
+                if name not in valid:
+                    valid.append(name)
+            elif first_reason is None:
+                first_reason = f"model answer rejected ({reason}): {answer.strip()[:80]!r}"
+        return valid, first_reason
+
+    def name(self, journeys: list[dict]) -> list[NameResult]:
+        if not journeys:
+            return []
+        keyword_names = [r.name for r in self.fallback.name(journeys)]
+        answers = self.generator.generate_candidates([self.prompt(j) for j in journeys], self.config.batch_size,
+                                                     self.config.max_new_tokens, self.config.candidates)
+        checked = [self._valid_answers(journey, options) for journey, options in zip(journeys, answers)]
+        # Of several valid answers, the one closest to the journey's centroid is kept (ties: the
+        # higher beam): a wider search can trade a fluent but narrow answer for a central one.
+        flat = [(index, name) for index, (valid, _) in enumerate(checked) for name in valid if len(valid) > 1]
+        scores = grounding_scores(self.embedder, [name for _, name in flat], [journeys[i] for i, _ in flat])
+        best: dict[int, tuple[float, str]] = {}
+        for (index, name), score in zip(flat, scores):  # in beam order: a later equal score does not win
+            if index not in best or score > best[index][0]:
+                best[index] = (score, name)
+        names, reasons = [], []
+        for index, ((valid, reason), keyword_name) in enumerate(zip(checked, keyword_names)):
+            if not valid:
+                names.append(keyword_name)
+                reasons.append(reason)
+            else:
+                names.append(best[index][1] if index in best else valid[0])
+                reasons.append(None)
         # A well-formed answer can still be about something else (an untrained model's word salad).
         for index, score in enumerate(grounding_scores(self.embedder, names, journeys)):
             if reasons[index] is None and score < self.config.min_grounding:

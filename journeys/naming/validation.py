@@ -35,6 +35,8 @@ def problem(name: str, titles: list[str], instruction: str | None = None) -> str
     words = name.split()
     if len(words) > MAX_WORDS:
         return f"{len(words)} words > {MAX_WORDS}"
+    if "\ufffd" in name:  # a character cut in half: the answer stopped inside a multi-byte token
+        return "broken character"
     key = _key(name)
     if not key:
         return "no letters or digits"
