@@ -31,6 +31,7 @@ def test_known_options_pass(command, argv):
     ("extract", ["--top_items", "3"], "`journeys export`"),
     ("extract", ["--num_shards", "0"], "--num_shards must be at least 1"),
     ("name", ["--min_span_days", "3"], "`journeys extract`"),
+    ("name", ["--candidates", "0"], "--candidates must be at least 1"),
     ("export", ["--export_shards", "0"], "at least 1"),
     ("encode", ["--encode_shrads", "2"], "did you mean --encode_shards"),
     ("run", ["--named", "x"], "run passes name's named/"),

@@ -52,6 +52,8 @@ def test_naming_errors_are_clear_before_anything_runs(journeys_dir, tmp_path, ca
 def test_llm_namer_settings_reach_the_namer_from_the_pipeline_options():
     from pipelines.name import NameOptions, namer_options
 
-    opts = NameOptions(["--namer", "few-shot", "--max_titles", "5", "--exemplars", "2", "--min_grounding", "0.4"])
+    opts = NameOptions(["--namer", "few-shot", "--max_titles", "5", "--exemplars", "2", "--min_grounding", "0.4",
+                        "--candidates", "3"])
     assert namer_options(opts) | {"encoder": None} == {
-        "encoder": None, "model": None, "adapter": None, "max_titles": 5, "exemplars": 2, "min_grounding": 0.4}
+        "encoder": None, "model": None, "adapter": None, "max_titles": 5, "exemplars": 2, "min_grounding": 0.4,
+        "candidates": 3}
