@@ -70,6 +70,8 @@ def test_validation_rules():
     assert problem("Formula 1 and Formula E", []) is None
     assert problem("Beaujolais Crus\ufffd", []) == "broken character"  # decoding stopped mid-character
     assert problem("Beaujolais Crus\u00e9", []) is None
+    assert problem("The (1998)", []) == "no content word"  # a small model's answer on MovieLens
+    assert problem("F1", []) is None and problem("UK Punk", []) is None
     assert title_case("learning F1 and the iPhone") == "Learning F1 and the iPhone"
     assert dedupe(["A", "A", "A"], ["u", "u", "u"], [["B"], ["B"], []]) == ["A", "B", "A (2)"]
 

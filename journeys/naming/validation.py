@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from journeys.representation import tokens
+
 MAX_WORDS = 8
 # Names that say nothing about the interest, or that echo the instruction back.
 BLOCKLIST = frozenset({
@@ -42,6 +44,8 @@ def problem(name: str, titles: list[str], instruction: str | None = None) -> str
         return "no letters or digits"
     if key in BLOCKLIST:
         return "blocklisted"
+    if not tokens(name):  # only stop words and numbers: "The (1998)" names no interest
+        return "no content word"
     # A small model stuck in a loop ("Retro Retro Retro"); a word used twice apart ("Formula 1 and
     # Formula E") is fine.
     parts = key.split()
