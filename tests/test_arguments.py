@@ -44,6 +44,7 @@ def test_wrong_options_are_refused_with_the_option_named(command, argv, message)
 @pytest.mark.parametrize("namer, option, refused", [
     ("keywords", "--max_titles", True), ("few-shot", "--max_titles", False), ("few-shot", "--adapter", True),
     ("prompt-tuned", "--exemplars", True), ("few-shot", "--exemplars", False), ("fine-tuned", "--adapter", False),
+    ("keywords", "--candidates", True), ("fine-tuned", "--candidates", False),
 ])
 def test_naming_options_apply_to_their_namers_only(namer, option, refused):
     if refused:
