@@ -48,6 +48,8 @@ def settings_text(evaluation: dict) -> str:
     settings = evaluation.get("settings") or {}
     parts = [f"model {settings['model']}"] if settings.get("model") else []
     parts += [f"{key} {settings[key]}" for key in ("max_titles", "prompt_inputs") if key in settings]
+    if settings.get("candidates", 1) > 1:  # greedy (1) is the default and goes unsaid
+        parts.append(f"{settings['candidates']} candidates per journey")
     if evaluation.get("history_at_once"):
         parts.append("whole history named at once")
     return ", ".join(parts)
