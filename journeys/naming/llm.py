@@ -116,6 +116,19 @@ class LLMNamer(Namer):
                 first_reason = f"model answer rejected ({reason}): {answer.strip()[:80]!r}"
         return valid, first_reason
 
+    def _most_grounded(self, journeys: list[dict], valid: list[list[str]]) -> list[str | None]:
+        """Per journey, the valid answer closest to its centroid (the earlier beam on a tie), or None:
+        a wider search can trade a fluent but narrow answer for a central one. Only journeys with a
+        choice to make are scored, in one encoder call."""
+        contested = [(index, name) for index, names in enumerate(valid) if len(names) > 1 for name in names]
+        scores = grounding_scores(self.embedder, [name for _, name in contested], [journeys[i] for i, _ in contested])
+        chosen = [names[0] if names else None for names in valid]
+        best = {}
+        for (index, name), score in zip(contested, scores):  # in beam order: an equal score does not win
+            if score > best.get(index, float("-inf")):
+                best[index], chosen[index] = score, name
+        return chosen
+
     def name(self, journeys: list[dict]) -> list[NameResult]:
         if not journeys:
             return []
@@ -123,22 +136,9 @@ class LLMNamer(Namer):
         answers = self.generator.generate_candidates([self.prompt(j) for j in journeys], self.config.batch_size,
                                                      self.config.max_new_tokens, self.config.candidates)
         checked = [self._valid_answers(journey, options) for journey, options in zip(journeys, answers)]
-        # Of several valid answers, the one closest to the journey's centroid is kept (ties: the
-        # higher beam): a wider search can trade a fluent but narrow answer for a central one.
-        flat = [(index, name) for index, (valid, _) in enumerate(checked) for name in valid if len(valid) > 1]
-        scores = grounding_scores(self.embedder, [name for _, name in flat], [journeys[i] for i, _ in flat])
-        best: dict[int, tuple[float, str]] = {}
-        for (index, name), score in zip(flat, scores):  # in beam order: a later equal score does not win
-            if index not in best or score > best[index][0]:
-                best[index] = (score, name)
-        names, reasons = [], []
-        for index, ((valid, reason), keyword_name) in enumerate(zip(checked, keyword_names)):
-            if not valid:
-                names.append(keyword_name)
-                reasons.append(reason)
-            else:
-                names.append(best[index][1] if index in best else valid[0])
-                reasons.append(None)
+        chosen = self._most_grounded(journeys, [valid for valid, _ in checked])
+        names = [name or keyword_name for name, keyword_name in zip(chosen, keyword_names)]
+        reasons = [None if name else reason for name, (_, reason) in zip(chosen, checked)]
         # A well-formed answer can still be about something else (an untrained model's word salad).
         for index, score in enumerate(grounding_scores(self.embedder, names, journeys)):
             if reasons[index] is None and score < self.config.min_grounding:
