@@ -50,6 +50,8 @@ def settings_text(evaluation: dict) -> str:
     parts += [f"{key} {settings[key]}" for key in ("max_titles", "prompt_inputs") if key in settings]
     if settings.get("candidates", 1) > 1:  # greedy (1) is the default and goes unsaid
         parts.append(f"{settings['candidates']} candidates per journey")
+    if settings.get("model_answers_only"):  # the keyword name competing is the default and goes unsaid
+        parts.append("model answers only")
     if evaluation.get("history_at_once"):
         parts.append("whole history named at once")
     return ", ".join(parts)

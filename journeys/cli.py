@@ -177,11 +177,12 @@ def _eval_naming(args) -> int:
         options = {"encoder": args.encoder or "default", "embedder": embedder}
         if strategy != "keywords":
             options |= {"model": args.model, "adapter": adapters.get(strategy), "max_titles": args.max_titles,
-                        "prompt_inputs": args.prompt_inputs, "candidates": args.candidates}
+                        "prompt_inputs": args.prompt_inputs, "candidates": args.candidates,
+                        "keyword_candidate": not args.model_answers_only}
         namers[strategy] = create_namer(strategy, **options)
     report = evaluate_naming(reference_set, namers, embedder, args.bootstrap, args.whole_history)
     report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
-                          "candidates": args.candidates,
+                          "candidates": args.candidates, "model_answers_only": args.model_answers_only,
                           "whole_history": args.whole_history, "model": llms.model_identity(args.model),
                           "prompt_adapter": args.prompt_adapter, "finetune_adapter": args.finetune_adapter}
     text = json.dumps(report, indent=2, ensure_ascii=False)
@@ -468,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev_naming.add_argument("--candidates", type=int, default=1,
                            help="LLM namers: answers per journey from a beam search; the valid one closest to the "
                            "journey is kept (1: greedy)")
+    ev_naming.add_argument("--model_answers_only", action="store_true",
+                           help="LLM namers: keep the model's answer even where the keyword name is closer to the "
+                           "journey (measures the model alone)")
     ev_naming.add_argument("--whole_history", action="store_true",
                            help="ablation: name each user's whole history at once instead of each journey")
     ev_naming.add_argument("--limit", type=int, default=None,

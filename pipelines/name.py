@@ -47,6 +47,9 @@ class NameOptions(PipelineOptions):
         group.add_argument("--candidates", type=int, default=1,
                            help="LLM namers: answers per journey from a beam search that wide; the valid one "
                            "closest to the journey is kept (1: greedy)")
+        group.add_argument("--model_answers_only", action="store_true",
+                           help="LLM namers: keep the model's answer even where the keyword name is closer to "
+                           "the journey (the keyword name is then only the fallback)")
         group.add_argument("--min_grounding", type=float, default=0.2,
                            help="LLM namers: an answer less similar to the journey's centroid falls back to keywords")
         group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
@@ -90,7 +93,8 @@ def namer_options(opts: NameOptions) -> dict:
     options = {"encoder": opts.encoder}
     if opts.namer != "keywords":
         options |= {"model": opts.model, "adapter": opts.adapter, "max_titles": opts.max_titles,
-                    "exemplars": opts.exemplars, "min_grounding": opts.min_grounding, "candidates": opts.candidates}
+                    "exemplars": opts.exemplars, "min_grounding": opts.min_grounding, "candidates": opts.candidates,
+                    "keyword_candidate": not opts.model_answers_only}
     return options
 
 

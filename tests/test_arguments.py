@@ -45,6 +45,7 @@ def test_wrong_options_are_refused_with_the_option_named(command, argv, message)
     ("keywords", "--max_titles", True), ("few-shot", "--max_titles", False), ("few-shot", "--adapter", True),
     ("prompt-tuned", "--exemplars", True), ("few-shot", "--exemplars", False), ("fine-tuned", "--adapter", False),
     ("keywords", "--candidates", True), ("fine-tuned", "--candidates", False),
+    ("keywords", "--model_answers_only", True), ("few-shot", "--model_answers_only", False),
 ])
 def test_naming_options_apply_to_their_namers_only(namer, option, refused):
     if refused:

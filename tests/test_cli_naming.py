@@ -53,7 +53,8 @@ def test_llm_namer_settings_reach_the_namer_from_the_pipeline_options():
     from pipelines.name import NameOptions, namer_options
 
     opts = NameOptions(["--namer", "few-shot", "--max_titles", "5", "--exemplars", "2", "--min_grounding", "0.4",
-                        "--candidates", "3"])
+                        "--candidates", "3", "--model_answers_only"])
     assert namer_options(opts) | {"encoder": None} == {
         "encoder": None, "model": None, "adapter": None, "max_titles": 5, "exemplars": 2, "min_grounding": 0.4,
-        "candidates": 3}
+        "candidates": 3, "keyword_candidate": False}
+    assert namer_options(NameOptions(["--namer", "few-shot"]))["keyword_candidate"]

@@ -155,8 +155,9 @@ def test_beam_candidates_come_per_prompt_best_first_and_batching_does_not_change
 
 def test_of_several_valid_answers_the_one_closest_to_the_journey_is_kept(journeys, embedder, tiny_models):
     journey = journeys[0]
-    # No grounding floor: which answer is kept is the choice under test, not the fallback.
-    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], candidates=3, min_grounding=-1.0), embedder)
+    # No grounding floor and no keyword name competing: which answer is kept is the choice under test.
+    config = LLMNamerConfig(model=tiny_models["llama"], candidates=3, min_grounding=-1.0, keyword_candidate=False)
+    namer = LLMNamer(config, embedder)
     central = namer.fallback.name([journey])[0].name  # the keyword namer picks a phrase near the centroid
     answers = [journey["representative_titles"][0], "Quarterly Tax Filing", central]  # a copy, off-topic, central
     namer.generator.generate_candidates = lambda prompts, *_: [answers] * len(prompts)
@@ -167,6 +168,21 @@ def test_of_several_valid_answers_the_one_closest_to_the_journey_is_kept(journey
     assert result.name == "Quarterly Tax Filing" and not result.fell_back
 
 
+def test_the_keyword_name_competes_with_the_answers_and_the_closer_one_wins(journeys, embedder, tiny_models):
+    journey = dict(journeys[0])
+    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], candidates=2, min_grounding=-1.0), embedder)
+    keyword_name = namer.fallback.name([journey])[0].name
+    namer.generator.generate_candidates = lambda prompts, *_: [["Quarterly Tax Filing"]] * len(prompts)
+    [result] = namer.name([journey])  # an off-topic answer loses to the keyword name, and says so
+    assert result.name == keyword_name and result.fell_back
+    assert result.fallback_reason == ("keyword name chosen (closer to the journey than every model answer): "
+                                      "'Quarterly Tax Filing'")
+    # An answer that is the journey's centre itself beats the keyword name.
+    journey["centroid"] = embedder.encode(["Quarterly Tax Filing"])[0].tolist()
+    [result] = namer.name([journey])
+    assert result.name == "Quarterly Tax Filing" and not result.fell_back and result.grounding > 0.99
+
+
 def test_exemplar_file_lines_are_valid_json_with_the_documented_fields():
     with open(EXEMPLARS, encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
@@ -175,7 +191,8 @@ def test_exemplar_file_lines_are_valid_json_with_the_documented_fields():
 
 
 def test_a_well_formed_answer_about_something_else_falls_back(journeys, embedder, tiny_models):
-    namer = LLMNamer(LLMNamerConfig(model=tiny_models["llama"], max_new_tokens=1, min_grounding=0.5), embedder)
+    config = LLMNamerConfig(model=tiny_models["llama"], max_new_tokens=1, min_grounding=0.5, keyword_candidate=False)
+    namer = LLMNamer(config, embedder)
     namer.generator.generate_candidates = lambda prompts, *_: [["zq vx kwp"]] * len(prompts)  # valid in form
     [result] = namer.name([journeys[0]])
     assert result.fell_back and "not grounded" in result.fallback_reason and result.grounding > 0.5

@@ -46,7 +46,8 @@ def test_report_needs_something_to_report(tmp_path, capsys):
 def test_other_strategies_show_their_difference_from_keywords_and_why_they_fell_back():
     metric = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 10}
     evaluation = {"reference_set": "x", "journeys": 10, "scored": 10, "users": 3,
-                  "settings": {"model": "gemma-3-270m", "max_titles": 5, "prompt_inputs": "terms", "candidates": 8},
+                  "settings": {"model": "gemma-3-270m", "max_titles": 5, "prompt_inputs": "terms", "candidates": 8,
+                               "model_answers_only": True},
                   "history_at_once": True,
                   "strategies": {"keywords": {"metrics": {"semantic": metric}, "cost": {}},
                                  "few-shot": {"metrics": {"semantic": metric}, "cost": {},
@@ -54,8 +55,8 @@ def test_other_strategies_show_their_difference_from_keywords_and_why_they_fell_
                                               "fallback_reasons": {"model answer rejected (12 words > 8)": 7}}}}
     page, markdown = render([evaluation], None, [])
     assert '<table class="differences">' in page and "-0.250 [-0.300, -0.200]" in page
-    assert ("model gemma-3-270m, max_titles 5, prompt_inputs terms, 8 candidates per journey, whole history named "
-            "at once") in markdown
+    assert ("model gemma-3-270m, max_titles 5, prompt_inputs terms, 8 candidates per journey, model answers only, "
+            "whole history named at once") in markdown
     assert "- few-shot: model answer rejected (12 words &gt; 8) (7)" not in markdown  # Markdown is not escaped
     assert "- few-shot: model answer rejected (12 words > 8) (7)" in markdown
 

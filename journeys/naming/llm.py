@@ -1,8 +1,10 @@
 """The LLM namers: few-shot prompting, a prompt-tuned adapter, or a fine-tuned model.
 
 All three build a prompt from the journey's most representative titles and salient terms, generate
-greedily in batches, and then treat the answer as untrusted: it is cleaned and validated, and a name
-that fails validation is replaced by the keyword namer's name, with the reason recorded.
+in batches (greedily, or a beam search for ``candidates`` answers), and then treat each answer as
+untrusted: it is cleaned and validated. The keyword namer's name competes with the valid answers
+(``keyword_candidate``): of them all, the one closest to the journey's centroid is kept. A journey
+with no valid answer, or whose keyword name wins, gets the keyword name with the reason recorded.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class LLMNamerConfig:
     candidates: int = field(default=1, metadata={
         "help": "answers generated per journey (a beam search that wide); the valid one closest to the "
                 "journey is kept. 1: greedy"})
+    keyword_candidate: bool = field(default=True, metadata={
+        "help": "the keyword namer's name competes with the model's valid answers and is kept when it is "
+                "closer to the journey (recorded as a fallback with that reason); False: only the model's "
+                "answers, the keyword name is the fallback alone"})
 
     def __post_init__(self):
         if self.strategy not in ("few-shot", *METHODS):
@@ -117,14 +123,14 @@ class LLMNamer(Namer):
         return valid, first_reason
 
     def _most_grounded(self, journeys: list[dict], valid: list[list[str]]) -> list[str | None]:
-        """Per journey, the valid answer closest to its centroid (the earlier beam on a tie), or None:
+        """Per journey, the valid answer closest to its centroid (the earlier one on a tie), or None:
         a wider search can trade a fluent but narrow answer for a central one. Only journeys with a
         choice to make are scored, in one encoder call."""
         contested = [(index, name) for index, names in enumerate(valid) if len(names) > 1 for name in names]
         scores = grounding_scores(self.embedder, [name for _, name in contested], [journeys[i] for i, _ in contested])
         chosen = [names[0] if names else None for names in valid]
         best = {}
-        for (index, name), score in zip(contested, scores):  # in beam order: an equal score does not win
+        for (index, name), score in zip(contested, scores):  # in order: an equal score does not win
             if score > best.get(index, float("-inf")):
                 best[index], chosen[index] = score, name
         return chosen
@@ -133,12 +139,23 @@ class LLMNamer(Namer):
         if not journeys:
             return []
         keyword_names = [r.name for r in self.fallback.name(journeys)]
-        answers = self.generator.generate_candidates([self.prompt(j) for j in journeys], self.config.batch_size,
-                                                     self.config.max_new_tokens, self.config.candidates)
-        checked = [self._valid_answers(journey, options) for journey, options in zip(journeys, answers)]
-        chosen = self._most_grounded(journeys, [valid for valid, _ in checked])
+        generated = self.generator.generate_candidates([self.prompt(j) for j in journeys], self.config.batch_size,
+                                                       self.config.max_new_tokens, self.config.candidates)
+        checked = [self._valid_answers(journey, options) for journey, options in zip(journeys, generated)]
+        answers = [names for names, _ in checked]  # the model's valid answers per journey
+        reasons = [None if names else reason for names, (_, reason) in zip(answers, checked)]
+        candidates = answers
+        if self.config.keyword_candidate:
+            # The keyword name is one more candidate, after the model's (a tie keeps the model's): a
+            # model answer replaces it only where the answer is closer to the journey's items.
+            candidates = [names + [keyword] if names and keyword not in names else names
+                          for names, keyword in zip(answers, keyword_names)]
+        chosen = self._most_grounded(journeys, candidates)
+        for index, name in enumerate(chosen):
+            if name is not None and name not in answers[index]:
+                reasons[index] = ("keyword name chosen (closer to the journey than every model answer): "
+                                  f"{answers[index][0]!r}")
         names = [name or keyword_name for name, keyword_name in zip(chosen, keyword_names)]
-        reasons = [None if name else reason for name, (_, reason) in zip(chosen, checked)]
         # A well-formed answer can still be about something else (an untrained model's word salad).
         for index, score in enumerate(grounding_scores(self.embedder, names, journeys)):
             if reasons[index] is None and score < self.config.min_grounding:
