@@ -3,7 +3,8 @@ intervals, efficiency and a scaling sweep.
 
 Steps, all in this process (``--torch_threads``, default 1):
 
-1. the sample (``journeys sample`` with ``--users``) and its question set (``uqabench build``);
+1. the sample (``journeys sample`` with ``--users``) and its question set (``uqabench build``, with
+   ``--practice`` more question sets drawn from the same cuts for training);
 2. the encoders: journeys extracted from the question set's ``history.parquet`` and encoded with
    the journey encoder (``journeys extract`` + ``journeys encode``); the LLaMA-style (and, unless
    ``--quick``, SASRec- and GRU4Rec-style) sequence encoders pre-trained on next items;
@@ -14,8 +15,11 @@ Steps, all in this process (``--torch_threads``, default 1):
    random embedding per user through one soft token; the text prompt, the history written out and
    cut to ``--text_budget`` tokens, with LoRA rank 8 on q/k/v/o), each encoder x integration mode
    (soft prompt 1 token = UQABench, soft prompt 4 tokens, Perceiver with 4 latents, gated
-   cross-attention), and the LLaMA-style encoder's one-token soft prompt with the other strategies
-   (encoder + adapter, LoRA + adapter); and, untrained, the zero-shot no-history and text prompts.
+   cross-attention), the one-token soft prompt with the other strategies (LoRA + adapter on the
+   journey and LLaMA-style encoders, encoder + adapter on the LLaMA-style one); untrained, the
+   zero-shot no-history and text prompts; and, with no LLM at all, each question answered by the
+   option whose sentence embedding is nearest the journey embedding's long-term pool (what the
+   embedding itself holds).
    Each row has 95% bootstrap intervals over users (``--bootstrap`` resamples) and the paired
    difference against the trained no-history row;
 5. efficiency: prompt tokens and the median forward latency (batch of one question, ``--repeats``
@@ -66,9 +70,10 @@ import torch  # noqa: E402
 
 from eval.uqabench.questions import build  # noqa: E402
 from journeys import cli, io  # noqa: E402
+from journeys.embedding import Embedder  # noqa: E402
 from journeys.sample.generator import SampleConfig, generate  # noqa: E402
 from journeys.uqa_questions import DIMENSIONS, BuildConfig, read_inputs  # noqa: E402
-from journeys.uqa_scoring import intervals  # noqa: E402
+from journeys.uqa_scoring import accuracy, intervals  # noqa: E402
 from tuning.sequence_encoders import SequenceEncoderConfig, load_encoder, pretrain  # noqa: E402
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width  # noqa: E402
 from tuning.uqa_align import (  # noqa: E402
@@ -77,6 +82,7 @@ from tuning.uqa_align import (  # noqa: E402
     eval_questions,
     evaluate_aligned,
     evaluate_baseline,
+    read_embeddings,
 )
 from tuning.uqa_llm import PromptBuilder, SplitConfig, left_pad, load_llm, load_question_data  # noqa: E402
 
@@ -98,17 +104,17 @@ def row(report: dict, questions: list[dict] | None = None, reference: dict | Non
         samples: int = 1000) -> dict:
     """A table row; with the questions and a reference run's predictions, the bootstrap intervals
     and paired differences against it."""
-    accuracy = report["accuracy"]
-    cells = {"overall": accuracy["overall"]["accuracy"],
-             **{d: accuracy["dimensions"][d]["accuracy"] for d in DIMENSIONS},
-             "subtasks": {s: c["accuracy"] for s, c in accuracy["subtasks"].items()},
-             "questions": accuracy["overall"]["total"], "prompt_tokens": report["prompt_tokens"]}
+    scores = report["accuracy"]
+    cells = {"overall": scores["overall"]["accuracy"],
+             **{d: scores["dimensions"][d]["accuracy"] for d in DIMENSIONS},
+             "subtasks": {s: c["accuracy"] for s, c in scores["subtasks"].items()},
+             "questions": scores["overall"]["total"], "prompt_tokens": report["prompt_tokens"]}
     if questions is not None:
         cells["intervals"] = intervals(questions, report["predictions"], reference, samples=samples)
     return cells
 
 
-def prepare(out: Path, users: int, movielens: str | None = None) -> dict:
+def prepare(out: Path, users: int, practice: int, movielens: str | None = None) -> dict:
     """The data (the sample with ``users`` users, or MovieLens' first ``users`` users), its question set,
     and the journey encoder's embeddings of the question users."""
     paths = {"sample": out / "sample", "questions": out / "q", "journeys": out / "hx", "embeddings": out / "emb"}
@@ -125,7 +131,7 @@ def prepare(out: Path, users: int, movielens: str | None = None) -> dict:
         for name in ("events", "items"):
             io.write_table(getattr(data, name), str(paths["sample"] / f"{name}.parquet"))
     items = str(paths["sample"] / "items.parquet")
-    build(str(paths["sample"] / "events.parquet"), items, str(paths["questions"]), BuildConfig())
+    build(str(paths["sample"] / "events.parquet"), items, str(paths["questions"]), BuildConfig(practice=practice))
     history = str(paths["questions"] / "history.parquet")
     log("extracting journeys from the history and encoding them (journey encoder)")
     quiet(cli.main, ["extract", "--events", history, "--items", items, "--out", str(paths["journeys"]),
@@ -172,14 +178,34 @@ def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: 
         for mode, adapter in modes.items():
             started = time.perf_counter()
             add(f"{encoder} x {mode}", evaluate_aligned(align(data, llm, spec, adapter, align_config), data), started)
-    for strategy, label in strategies:  # the other training strategies, on the LLaMA-style encoder
-        started = time.perf_counter()
-        aligned = align(data, llm, encoders["llama"], MODES["soft1"], replace(align_config, strategy=strategy))
-        add(f"llama x soft1 ({label})", evaluate_aligned(aligned, data), started)
+    for strategy, label in strategies:  # the other strategies: LoRA on each encoder, encoder training on llama
+        for encoder in ("journey", "llama") if strategy == "lora" else ("llama",):
+            started = time.perf_counter()
+            aligned = align(data, llm, encoders[encoder], MODES["soft1"], replace(align_config, strategy=strategy))
+            add(f"{encoder} x soft1 ({label})", evaluate_aligned(aligned, data), started)
     for baseline, label in (("none", "no history"), ("text", f"text prompt <= {text_budget} tokens")):
         started = time.perf_counter()
         add(f"zero-shot: {label}", evaluate_baseline(baseline, data, llm, context=text_budget), started)
+    started = time.perf_counter()
+    add("no LLM: option nearest the journey embedding", nearest_option_readout(data, encoders["journey"]["path"],
+                                                                              questions), started)
     return table
+
+
+def nearest_option_readout(data, embeddings_path: str, questions: list[dict]) -> dict:
+    """No LLM: each question answered with the option whose sentence embedding is closest to the
+    journey encoder's long-term pool (its first ``dimension`` values live in the sentence encoder's
+    space). What the embedding itself holds, to read the LLM rows against."""
+    vectors = read_embeddings(embeddings_path).vectors
+    embedder = Embedder()
+    options = sorted({text for q in questions for text in q["options"].values()})
+    option_vectors = dict(zip(options, embedder.encode(options)))
+    predictions = {}
+    for question in questions:
+        pool = vectors[question["user_id"]][:embedder.dimension]
+        scores = {letter: float(option_vectors[text] @ pool) for letter, text in question["options"].items()}
+        predictions[question["question_id"]] = max(sorted(scores), key=scores.get)
+    return {"accuracy": accuracy(questions, predictions), "prompt_tokens": 0, "predictions": predictions}
 
 
 def _median_ms(function, repeats: int) -> float:
@@ -345,6 +371,8 @@ def main(argv=None) -> int:
                         "(default 60; --quick 30)")
     parser.add_argument("--batch_size", type=int, default=8, help="questions per step (default 8)")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--practice", type=int, default=4, help="practice question sets for training "
+                        "(`uqabench build --practice`; default 4, 0: none)")
     parser.add_argument("--text_budget", type=int, default=256, help="text prompt: tokens at most (default 256)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of users (default 1000)")
     parser.add_argument("--repeats", type=int, default=None, help="latency: timed forward passes per cell "
@@ -367,6 +395,7 @@ def main(argv=None) -> int:
                                loss_questions=32)
     results = {"settings": {"quick": args.quick, "llm": llm or "smollm2-135m-instruct", "users": users,
                             "align": align_config.__dict__, "text_budget": args.text_budget,
+                            "practice": args.practice,
                             "bootstrap": args.bootstrap, "split": SplitConfig().__dict__}}
 
     def save(**parts):
@@ -374,9 +403,9 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    paths = prepare(out, users)
+    paths = prepare(out, users, args.practice)
     data = load_question_data(paths["questions"], paths["items"])
-    log(f"{len(data.questions)} questions of {users} users")
+    log(f"{len(data.questions)} questions of {users} users, {len(data.practice)} practice questions")
     log("pre-training sequence encoders")
     encoders = {"journey": {"source": "embeddings", "path": paths["embeddings"]}}
     ranking = {}
@@ -397,7 +426,7 @@ def main(argv=None) -> int:
         save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10))
         (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
     if "movielens" in sections and args.movielens:
-        ml_paths = prepare(out / "movielens", args.movielens_users, args.movielens)
+        ml_paths = prepare(out / "movielens", args.movielens_users, args.practice, args.movielens)
         ml_data = load_question_data(ml_paths["questions"], ml_paths["items"])
         folder, _ = pretrain_sequence(ml_paths, out / "movielens", SequenceEncoderConfig(kind="llama"), "llama")
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},

@@ -27,6 +27,10 @@ Output (``journeys uqabench build --out OUT``):
 - ``OUT/history.parquet``: the history events of every user with questions (the events schema),
   to extract journeys from and to train or run encoders on: never the held-out interactions.
 - ``OUT/dead_letter.jsonl``: input rows that were rejected, with the reason (as in extract).
+- ``OUT/practice.jsonl`` (with ``--practice K``): K more question sets from the same cuts, each drawn
+  with its own seed, ids ``u00003/next_item~p1``: training material only. A few hundred
+  training questions let a LoRA memorise who answers which letter; the same user with re-drawn
+  options and letters has to be read. Evaluation reads ``questions.jsonl`` alone.
 - ``OUT/_manifest.json``, written last: counts per sub-task and dimension, gold letters, users
   and questions skipped with the reason, the configuration and its hash, and every input file's
   size and SHA-256. It holds no clock time, so a rerun with the same input and seed gives
@@ -99,6 +103,7 @@ SUBTASKS = {
     "interest_trajectory": "interest_perception",
 }
 DIMENSIONS = tuple(dict.fromkeys(SUBTASKS.values()))
+PRACTICE_FILE = "practice.jsonl"
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class BuildConfig:
         "help": "trajectory: least change of an interest's share of events between the history's halves"})
     max_matched_tries: int = field(default=20, metadata={
         "help": "matched feature: (item, tag) pairs tried before the user's question is skipped"})
+    practice: int = field(default=0, metadata={
+        "help": "K more question sets for training, drawn from the same cuts with seeds seed+1..seed+K "
+                "(practice.jsonl); alignment trains on its training users' ones too, evaluation never reads them"})
 
     def __post_init__(self):
         if self.holdout < 1:
@@ -123,6 +131,8 @@ class BuildConfig:
             raise ValueError("min_change must be in (0, 1]")
         if self.max_matched_tries < 1:
             raise ValueError("max_matched_tries must be at least 1")
+        if self.practice < 0:
+            raise ValueError("practice cannot be negative")
 
 
 def interests_of(item: Item) -> tuple[str, ...]:
@@ -379,6 +389,20 @@ def build_questions(events: list[Event], items: dict[str, Item], config: BuildCo
         else:
             result.users_skipped["no_question"] += 1
     return result
+
+
+def practice_questions(cuts: list[Cut], items: dict[str, Item], config: BuildConfig) -> list[dict]:
+    """``config.practice`` more questions per user and sub-task from the same cuts, each set drawn with
+    its own seed (other golds among equals, other distractors, other letters), ids ``.../subtask~pK``.
+    A training user seen with re-drawn options cannot be learnt as "user X answers C"."""
+    catalogue = Catalogue(items)
+    practice = []
+    for k in range(1, config.practice + 1):
+        redrawn = replace(config, seed=config.seed + k)
+        for cut in cuts:
+            questions, _ = user_questions(cut, catalogue, redrawn)
+            practice += [{**q, "question_id": f"{q['question_id']}~p{k}"} for q in questions]
+    return practice
 
 
 # ---- files -----------------------------------------------------------------------------------------

@@ -166,6 +166,21 @@ def test_align_lowers_the_loss_and_reloads_to_identical_predictions(world, tmp_p
     assert aligned.metadata["data"]["train_questions"] + len(first["predictions"]) == len(world["data"].questions)
 
 
+def test_practice_questions_train_the_training_users_and_never_reach_evaluation(world, tmp_path):
+    build(world["events"], world["items"], str(tmp_path / "q"), BuildConfig(practice=2))
+    data = load_question_data(str(tmp_path / "q"), world["items"])
+    assert data.questions == world["data"].questions and data.practice
+    train_users, eval_users = split_users({q["user_id"] for q in data.questions}, SplitConfig())
+    aligned = align(data, world["llm"], {"source": "random"}, AdapterConfig(), AlignConfig(steps=1, batch_size=8),
+                    context=96)
+    counts = aligned.metadata["data"]
+    own = sum(q["user_id"] in set(train_users) for q in data.questions)
+    assert counts["practice_questions"] == sum(q["user_id"] in set(train_users) for q in data.practice) > 0
+    assert counts["train_questions"] == own + counts["practice_questions"]
+    evaluated = evaluate_aligned(aligned, data)["predictions"]
+    assert set(evaluated) == {q["question_id"] for q in data.questions if q["user_id"] in set(eval_users)}
+
+
 def test_evaluate_scores_with_the_uqabench_rule(world, tmp_path):
     aligned = align(world["data"], world["llm"], {"source": "random"}, AdapterConfig(mode="perceiver", latents=2),
                     AlignConfig(epochs=1), context=96)

@@ -62,6 +62,22 @@ def test_same_input_and_seed_give_the_same_bytes_and_another_seed_other_question
     assert sum(a["answer"] != b["answer"] for a, b in zip(other, built["questions"])) > len(other) / 2
 
 
+def test_practice_sets_are_the_next_seeds_question_sets_and_leave_the_question_set_alone(sample, built, tmp_path):
+    manifest = build(sample["events"], sample["items"], str(tmp_path / "p"), BuildConfig(seed=7, practice=2))
+    assert (tmp_path / "p" / "questions.jsonl").read_bytes() == (built["out"] / "questions.jsonl").read_bytes()
+    practice = read_questions(str(tmp_path / "p" / "practice.jsonl"))
+    assert manifest["files"]["practice"] == "practice.jsonl" and manifest["practice_questions"] == len(practice)
+    for k in (1, 2):
+        build(sample["events"], sample["items"], str(tmp_path / f"s{k}"), BuildConfig(seed=7 + k))
+        expected = [{**q, "question_id": f"{q['question_id']}~p{k}"}
+                    for q in read_questions(str(tmp_path / f"s{k}"))]
+        assert [q for q in practice if q["question_id"].endswith(f"~p{k}")] == expected
+    assert len({q["question_id"] for q in practice}) == len(practice)
+    rebuilt = build(sample["events"], sample["items"], str(tmp_path / "p"), BuildConfig(seed=7))  # no practice
+    assert not (tmp_path / "p" / "practice.jsonl").exists() and "practice" not in rebuilt["files"]
+    assert rebuilt["practice_questions"] == 0
+
+
 def test_questions_are_well_formed_and_counted(built):
     questions, manifest = built["questions"], built["manifest"]
     assert set(q["subtask"] for q in questions) == set(SUBTASKS)

@@ -13,7 +13,8 @@
 - ``text``: no adapter; the history is written out in the prompt, cut to the ``context`` token
   budget, and LoRA trains (the trained text-prompt baseline, at the same step budget).
 
-**Alignment** (``align``) trains on the training users' questions only (the user split of the LLM):
+**Alignment** (``align``) trains on the training users' questions only (the user split of the LLM),
+with their practice questions when the question set has them (``--practice``):
 the prompt is the question with no history text, the user arrives through the adapter, and the
 loss is on the answer tokens. Strategies: ``adapter`` (only the adapter trains; default, as in
 UQABench), ``encoder`` (the sequence encoder trains too), ``lora`` (LoRA on the LLM's attention,
@@ -286,7 +287,9 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
         raise ValueError("the text prompt has no adapter to train: use --strategy lora")
     source = make_source(source_spec, data, train_encoder=config.strategy == "encoder")
     train_users, _ = split_users({q["user_id"] for q in data.questions}, split)
-    questions = [q for q in data.questions if q["user_id"] in set(train_users)]
+    training = set(train_users)
+    practice = [q for q in data.practice if q["user_id"] in training]  # never an evaluation user's
+    questions = [q for q in data.questions if q["user_id"] in training] + practice
     if not questions:
         raise ValueError("no training users' questions to align on")
     source.check_users({q["user_id"] for q in questions})
@@ -324,6 +327,7 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
         "llm": llm_name(llm), "source": source.spec, "width": source.width, "adapter": asdict(adapter_config),
         "config": asdict(config), "split": asdict(split), "context": context,
         "data": {"train_users": len(train_users), "train_questions": len(questions),
+                 "practice_questions": len(practice),
                  "trainable_parameters": sum(p.numel() for p in trainable), "steps": done},
         "metrics": {"loss_before": before, "train_loss": losses, "loss_after": mean_loss(aligned, builder, questions,
                                                                                        limit=config.loss_questions)},

@@ -362,17 +362,20 @@ class QuestionData:
     histories: dict[str, list[str]]  # user -> history item ids, oldest first (the question set's cut)
     items: dict[str, Item]
     events: list = field(default_factory=list)  # the history events themselves
+    practice: list[dict] = field(default_factory=list)  # more training questions (practice.jsonl), if built
 
 
 def load_question_data(questions_path: str, items_path: str) -> QuestionData:
     """The question set of ``journeys uqabench build`` (its folder or questions.jsonl), the history
-    events beside it and the item catalogue."""
+    events and practice questions beside it, and the item catalogue."""
     from journeys import io
-    from journeys.uqa_questions import read_inputs, read_questions
+    from journeys.uqa_questions import PRACTICE_FILE, read_inputs, read_questions
 
     questions = read_questions(questions_path)
     folder = questions_path[:-len("questions.jsonl")].rstrip("/") if questions_path.endswith(".jsonl") \
         else questions_path
+    fs, local = io.url_to_fs(io.join(folder or ".", PRACTICE_FILE))
+    practice = read_questions(io.join(folder or ".", PRACTICE_FILE)) if fs.exists(local) else []
     inputs = read_inputs(io.join(folder or ".", "history.parquet"), items_path)
     by_user: dict[str, list] = {}
     for event in inputs.events:
@@ -382,4 +385,4 @@ def load_question_data(questions_path: str, items_path: str) -> QuestionData:
     if lacking:
         raise ValueError(f"{len(lacking)} question users have no history in {folder}/history.parquet (first: "
                          f"{lacking[0]}); is --items the catalogue the question set was built from?")
-    return QuestionData(questions, histories, inputs.items, inputs.events)
+    return QuestionData(questions, histories, inputs.items, inputs.events, practice)

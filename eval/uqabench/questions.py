@@ -2,7 +2,8 @@
 
 The format and how the questions are made are in ``journeys.uqa_questions``; this module reads
 the inputs, builds the questions, checks journeys against the cut and writes the files (questions,
-history, dead letters and, last, the manifest with input fingerprints).
+history, dead letters, the practice questions when asked for and, last, the manifest with input
+fingerprints).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from journeys.uqa_questions import (
     DIMENSIONS,
     FORMAT_VERSION,
     LETTERS,
+    PRACTICE_FILE,
     SUBTASKS,
     BuildConfig,
     Cut,
     build_questions,
     iso_time,
+    practice_questions,
     read_inputs,
 )
 from journeys.validation import parse_timestamp
@@ -98,10 +101,15 @@ def build(events_path: str, items_path: str, out: str, config: BuildConfig | Non
                   key=lambda r: tuple(r[k] or "" for k in ("source", "reason", "user_id", "item_id", "row")))
     config_dict = asdict(config)
     questions = result.questions
+    practice = practice_questions(result.cuts, inputs.items, config)
+    files = {"questions": "questions.jsonl", "history": "history.parquet", "dead_letter": "dead_letter.jsonl"}
+    if config.practice:
+        files["practice"] = PRACTICE_FILE
     manifest = {
         "format": {"name": "uqabench-questions", "version": FORMAT_VERSION},
-        "files": {"questions": "questions.jsonl", "history": "history.parquet", "dead_letter": "dead_letter.jsonl"},
+        "files": files,
         "questions": len(questions),
+        "practice_questions": len(practice),
         "subtasks": {s: sum(q["subtask"] == s for q in questions) for s in SUBTASKS},
         "dimensions": {d: sum(q["dimension"] == d for q in questions) for d in DIMENSIONS},
         "gold_letters": {letter: sum(q["answer"] == letter for q in questions) for letter in LETTERS},
@@ -122,5 +130,9 @@ def build(events_path: str, items_path: str, out: str, config: BuildConfig | Non
     io.write_text(_jsonl(questions), io.join(out, "questions.jsonl"))
     io.write_table(_history_table(result.cuts), io.join(out, "history.parquet"))
     io.write_text(_jsonl(dead), io.join(out, "dead_letter.jsonl"))
+    if config.practice:
+        io.write_text(_jsonl(practice), io.join(out, PRACTICE_FILE))
+    else:
+        io.remove(io.join(out, PRACTICE_FILE))  # a rebuild without practice leaves no stale practice set
     io.write_text(json.dumps(manifest, indent=2) + "\n", io.join(out, MANIFEST))
     return manifest
