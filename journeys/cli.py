@@ -159,7 +159,7 @@ def _eval_naming(args) -> int:
 
     if bool(args.truth) == bool(args.movielens):
         raise ValueError("give one reference set: --truth (with --journeys) or --movielens")
-    embedder = Embedder(args.encoder or "default")
+    embedder = Embedder(args.encoder or "default", torch_threads=args.torch_threads)
     if args.truth:
         if not args.journeys:
             raise ValueError("--truth needs --journeys: the extracted journeys to name")
@@ -174,7 +174,7 @@ def _eval_naming(args) -> int:
     adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
     namers = {}
     for strategy in args.strategies.split(","):
-        options = {"encoder": args.encoder or "default", "embedder": embedder}
+        options = {"encoder": args.encoder or "default", "embedder": embedder, "torch_threads": args.torch_threads}
         if strategy != "keywords":
             options |= {"model": args.model, "adapter": adapters.get(strategy), "max_titles": args.max_titles,
                         "prompt_inputs": args.prompt_inputs, "candidates": args.candidates,
@@ -183,6 +183,7 @@ def _eval_naming(args) -> int:
     report = evaluate_naming(reference_set, namers, embedder, args.bootstrap, args.whole_history)
     report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
                           "candidates": args.candidates, "model_answers_only": args.model_answers_only,
+                          "torch_threads": args.torch_threads,
                           "whole_history": args.whole_history, "model": llms.model_identity(args.model),
                           "prompt_adapter": args.prompt_adapter, "finetune_adapter": args.finetune_adapter}
     text = json.dumps(report, indent=2, ensure_ascii=False)
@@ -477,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev_naming.add_argument("--limit", type=int, default=None,
                            help="at most this many scored journeys (MovieLens groups; sample: whole users in id order)")
     ev_naming.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    ev_naming.add_argument("--torch_threads", type=int, default=1,
+                           help="CPU threads of the sentence encoder and the LLM (default 1: names/s comparable "
+                           "between runs)")
     ev_naming.add_argument("--out", help="also write the JSON here")
 
     reporting = commands.add_parser(

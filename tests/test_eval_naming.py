@@ -106,3 +106,22 @@ def test_a_limit_keeps_whole_users_until_enough_journeys_are_scored(journeys_dir
     full = [j["journey_id"] for j in reference_set.journeys]
     assert [j["journey_id"] for j in limited.journeys] == full[:len(limited.journeys)]  # whole users, in order
     assert len([j for j in reference_set.journeys if j["user_id"] == users[-1]]) == users.count(users[-1])
+
+
+def test_eval_naming_runs_on_the_threads_asked_for_and_records_them(journeys_dir, small_sample, tmp_path):
+    import json
+
+    import torch
+
+    from journeys import cli
+
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["eval", "naming", "--journeys", journeys_dir, "--truth", small_sample["truth"],
+                         "--strategies", "keywords", "--limit", "3", "--torch_threads", "2",
+                         "--out", str(tmp_path / "ev.json")]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    report = json.loads((tmp_path / "ev.json").read_text())
+    assert report["settings"]["torch_threads"] == 2 and "keywords" in report["strategies"]
