@@ -395,6 +395,8 @@ def practice_questions(cuts: list[Cut], items: dict[str, Item], config: BuildCon
     """``config.practice`` more questions per user and sub-task from the same cuts, each set drawn with
     its own seed (other golds among equals, other distractors, other letters), ids ``.../subtask~pK``.
     A training user seen with re-drawn options cannot be learnt as "user X answers C"."""
+    if not config.practice:
+        return []
     catalogue = Catalogue(items)
     practice = []
     for k in range(1, config.practice + 1):

@@ -374,9 +374,11 @@ def load_question_data(questions_path: str, items_path: str) -> QuestionData:
     questions = read_questions(questions_path)
     folder = questions_path[:-len("questions.jsonl")].rstrip("/") if questions_path.endswith(".jsonl") \
         else questions_path
-    fs, local = io.url_to_fs(io.join(folder or ".", PRACTICE_FILE))
-    practice = read_questions(io.join(folder or ".", PRACTICE_FILE)) if fs.exists(local) else []
-    inputs = read_inputs(io.join(folder or ".", "history.parquet"), items_path)
+    folder = folder or "."
+    practice_path = io.join(folder, PRACTICE_FILE)
+    fs, local = io.url_to_fs(practice_path)
+    practice = read_questions(practice_path) if fs.exists(local) else []
+    inputs = read_inputs(io.join(folder, "history.parquet"), items_path)
     by_user: dict[str, list] = {}
     for event in inputs.events:
         by_user.setdefault(event.user_id, []).append(event)
