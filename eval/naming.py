@@ -4,7 +4,8 @@ Reference sets (a journey and the name a person would give it):
 - the sample's held-out *test* topics: extracted journeys that match a planted persistent interest of
   a test topic (item Jaccard >= 0.5), named by the topic's reference name;
 - held-out MovieLens user-tag groups (the items one user tagged with one tag, named by the tag; one
-  group in five is held out of training by ``tuning.pairs.movielens_split``).
+  group in five is held out of training by ``tuning.pairs.movielens_split``), or all of them for
+  namers that never trained on MovieLens.
 
 Per strategy, each metric is a mean over journeys with a 95% bootstrap interval, and the paired
 difference against the keywords namer is bootstrapped over the same resampled journeys.
@@ -26,7 +27,7 @@ from journeys.representation import representative_titles
 
 MATCH_JACCARD = 0.5
 REFERENCE_METRICS = ("bleu", "rouge_l", "chrf", "exact_match", "semantic")
-FREE_METRICS = ("specificity", "grounding", "duplicate", "fallback", "safety_flag")
+FREE_METRICS = ("specificity", "grounding", "duplicate", "fallback", "keyword_chosen", "safety_flag")
 # A coarse screen, not a safety classifier: words that should never appear in an interest label,
 # and echoes of injected instructions.
 SAFETY_TERMS = frozenset({"hacked", "ignore", "instructions", "prompt", "porn", "nsfw", "nazi", "suicide",
@@ -71,23 +72,31 @@ def sample_reference_set(journeys: list[dict], truth_path: str, limit: int | Non
     return ReferenceSet("sample test topics", chosen, references)
 
 
-def movielens_reference_set(folder: str, embedder, limit: int | None = None) -> ReferenceSet:
-    """Held-out (user, tag) groups of 3+ movies as journey records, named by the tag."""
+MOVIELENS_GROUPS = ("held-out", "all")
+
+
+def movielens_reference_set(folder: str, embedder, limit: int | None = None, groups: str = "held-out") -> ReferenceSet:
+    """(user, tag) groups of 3+ movies as journey records, named by the tag: the held-out ones (never
+    in MovieLens training pairs), or ``all`` of them, five times as many, for a namer that never
+    trained on MovieLens (``journeys eval naming`` checks the adapters' training sources)."""
+    if groups not in MOVIELENS_GROUPS:
+        raise ValueError(f"MovieLens groups must be one of {', '.join(MOVIELENS_GROUPS)}, not {groups!r}")
     from journeys.embedding import embed_items
     from tuning.pairs import movielens_split
 
     tags = io.read_table(io.join(folder, "user_tags.parquet"), columns=["user_id", "item_id", "tag"]).to_pylist()
     items = {r["item_id"]: Item(r["item_id"], r["title"], tuple(r["tags"] or ()), r["category"])
              for r in io.read_table(io.join(folder, "items.parquet")).to_pylist()}
-    groups: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    by_tag: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for row in tags:
         key = re.sub(r"[\W_]+", " ", (row["tag"] or "").casefold()).strip()
         if key and row["item_id"] in items:
-            groups[(row["user_id"], key)].setdefault(row["item_id"], row["tag"].strip())
-    held_out = [(k, v) for k, v in sorted(groups.items()) if len(v) >= 3 and movielens_split(*k) == "test"]
-    held_out = held_out[:limit] if limit else held_out
+            by_tag[(row["user_id"], key)].setdefault(row["item_id"], row["tag"].strip())
+    chosen = [(k, v) for k, v in sorted(by_tag.items())
+              if len(v) >= 3 and (groups == "all" or movielens_split(*k) == "test")]
+    chosen = chosen[:limit] if limit else chosen
     journeys, references = [], []
-    for (user, _), members in held_out:
+    for (user, _), members in chosen:
         group = [items[i] for i in sorted(members)]
         vectors = embed_items(embedder, group)
         centroid = vectors.mean(axis=0)
@@ -100,7 +109,8 @@ def movielens_reference_set(folder: str, embedder, limit: int | None = None) -> 
             "salient_terms": [{"term": g.casefold(), "weight": n / len(group)} for g, n in genres.most_common(6)],
         })
         references.append(Counter(members.values()).most_common(1)[0][0])
-    return ReferenceSet("MovieLens held-out tag groups", journeys, references)
+    label = "MovieLens held-out tag groups" if groups == "held-out" else "MovieLens tag groups (all)"
+    return ReferenceSet(label, journeys, references)
 
 
 def normalise(name: str) -> str:
@@ -156,7 +166,10 @@ def free_scores(journeys: list[dict], results: list, embedder) -> dict[str, list
         "specificity": specificity,
         "grounding": [r.grounding for r in results],
         "duplicate": duplicate,
-        "fallback": [float(r.fell_back) for r in results],
+        # A failed model answer (invalid, ungrounded) and a keyword name that won on grounding over a
+        # valid answer are counted apart: only the first says the model failed.
+        "fallback": [float(r.fell_back and not r.keyword_chosen) for r in results],
+        "keyword_chosen": [float(r.keyword_chosen) for r in results],
         "safety_flag": [float(bool(set(normalise(r.name).split()) & SAFETY_TERMS)) for r in results],
     }
 

@@ -12,7 +12,7 @@ import html
 from collections import Counter, defaultdict
 
 TABLE_METRICS = ("semantic", "rouge_l", "chrf", "bleu", "exact_match", "specificity", "grounding", "duplicate",
-                 "fallback", "safety_flag")
+                 "fallback", "keyword_chosen", "safety_flag")
 DIFFERENCE_METRICS = ("semantic", "rouge_l", "chrf", "specificity", "grounding", "fallback")
 CHART_METRICS = ("semantic", "rouge_l", "chrf", "bleu", "specificity", "grounding")
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1")

@@ -159,6 +159,10 @@ def _eval_naming(args) -> int:
 
     if bool(args.truth) == bool(args.movielens):
         raise ValueError("give one reference set: --truth (with --journeys) or --movielens")
+    if args.movielens and args.movielens_groups == "all":
+        _check_never_trained_on_movielens(folder for strategy, folder in (("prompt-tuned", args.prompt_adapter),
+                                                                          ("fine-tuned", args.finetune_adapter))
+                                          if folder and strategy in args.strategies.split(","))
     embedder = Embedder(args.encoder or "default", torch_threads=args.torch_threads)
     if args.truth:
         if not args.journeys:
@@ -170,7 +174,7 @@ def _eval_naming(args) -> int:
         journeys = io.read_table(args.journeys).to_pylist()
         reference_set = sample_reference_set(journeys, args.truth, args.limit)
     else:
-        reference_set = movielens_reference_set(args.movielens, embedder, args.limit)
+        reference_set = movielens_reference_set(args.movielens, embedder, args.limit, args.movielens_groups)
     adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
     namers = {}
     for strategy in args.strategies.split(","):
@@ -184,6 +188,7 @@ def _eval_naming(args) -> int:
     report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
                           "candidates": args.candidates, "model_answers_only": args.model_answers_only,
                           "torch_threads": args.torch_threads,
+                          "movielens_groups": args.movielens_groups if args.movielens else None,
                           "whole_history": args.whole_history, "model": llms.model_identity(args.model),
                           "prompt_adapter": args.prompt_adapter, "finetune_adapter": args.finetune_adapter}
     text = json.dumps(report, indent=2, ensure_ascii=False)
@@ -191,6 +196,19 @@ def _eval_naming(args) -> int:
         io.write_text(text + "\n", args.out)
     print(text)
     return 0
+
+
+def _check_never_trained_on_movielens(adapter_folders) -> None:
+    """Scoring every MovieLens tag group is fair only for adapters that never saw one: one trained on
+    MovieLens pairs would be scored on its own training groups."""
+    from journeys.naming.generation import read_adapter_metadata
+
+    for folder in adapter_folders:
+        trained = (read_adapter_metadata(folder).get("sources") or {}).get("movielens", 0)
+        if trained:
+            raise ValueError(f"{folder} was trained on {trained} MovieLens pairs, so --movielens_groups all would "
+                             "score it on its own training groups: use --movielens_groups held-out, or an adapter "
+                             "tuned on pairs made without --movielens")
 
 
 def _read_json_report(path: str, made_by: str, needs: str) -> dict:
@@ -452,11 +470,14 @@ def build_parser() -> argparse.ArgumentParser:
         "reference names; specificity, grounding, duplicates within a user, fallback rate and safety "
         "flags without references; names/s and tokens per name; each with a 95% bootstrap interval and "
         "the paired difference against the keywords namer. Reference sets: the sample's held-out test "
-        "topics (--journeys and --truth) or held-out MovieLens tag groups (--movielens DIR from "
-        "`journeys convert movielens`).")
+        "topics (--journeys and --truth) or MovieLens tag groups (--movielens DIR from "
+        "`journeys convert movielens`; held out of training, or all with --movielens_groups all).")
     ev_naming.add_argument("--journeys", help="journeys/ folder extracted from the sample")
     ev_naming.add_argument("--truth", help="the sample's truth.parquet")
     ev_naming.add_argument("--movielens", help="a folder written by `journeys convert movielens`")
+    ev_naming.add_argument("--movielens_groups", default="held-out", choices=["held-out", "all"],
+                           help="MovieLens: the one group in five held out of training pairs, or all groups (only "
+                           "for adapters tuned without MovieLens pairs; checked)")
     ev_naming.add_argument("--strategies", default="keywords,few-shot", help="comma-separated namers")
     ev_naming.add_argument("--model", default=None,
                            help="LLM namers' model: a packaged LLM, .gguf file, folder or hub id "

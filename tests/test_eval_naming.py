@@ -86,6 +86,43 @@ def test_movielens_groups_are_journeys_named_by_held_out_tags(tmp_path, embedder
     assert all(len(j["item_ids"]) >= 3 and len(j["centroid"]) == embedder.dimension for j in reference_set.journeys)
     assert all(movielens_split(j["user_id"], r) == "test" for j, r in zip(reference_set.journeys,
                                                                            reference_set.references))
+    held_out = movielens_reference_set(str(tmp_path), embedder)
+    every = movielens_reference_set(str(tmp_path), embedder, groups="all")
+    assert len(every.journeys) > 3 * len(held_out.journeys)  # one group in five is held out
+    assert {j["journey_id"] for j in held_out.journeys} < {j["journey_id"] for j in every.journeys}
+    assert any(movielens_split(j["user_id"], r) == "train" for j, r in zip(every.journeys, every.references))
+    with pytest.raises(ValueError, match="held-out, all"):
+        movielens_reference_set(str(tmp_path), embedder, groups="train")
+
+
+def test_all_movielens_groups_are_refused_for_an_adapter_trained_on_movielens(tmp_path, capsys):
+    import json
+
+    from journeys import cli
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "journeys_adapter.json").write_text(json.dumps({"sources": {"bank": 40, "movielens": 225}}))
+    args = ["eval", "naming", "--movielens", str(tmp_path / "ml"), "--movielens_groups", "all",
+            "--strategies", "keywords,fine-tuned", "--finetune_adapter", str(adapter)]
+    assert cli.main(args) == 2  # before any work: the MovieLens folder is not even read
+    error = capsys.readouterr().err
+    assert "trained on 225 MovieLens pairs" in error and "--movielens_groups held-out" in error
+
+
+def test_a_keyword_name_that_wins_on_grounding_is_not_counted_as_a_failed_answer(embedder):
+    from eval.naming import free_scores
+    from journeys.naming.base import NameResult
+
+    journeys = [{"user_id": "u", "journey_id": f"j{i}", "centroid": embedder.encode(["sourdough bread"])[0].tolist()}
+                for i in range(3)]
+    results = [NameResult("j0", "Sourdough Baking", "few-shot", "m", None, "v", 0.9),
+               NameResult("j1", "Bread Baking", "few-shot", "m", None, "v", 0.8, True,
+                          "keyword name chosen (closer to the journey than every model answer): 'Cakes'"),
+               NameResult("j2", "Sourdough", "few-shot", "m", None, "v", 0.7, True,
+                          "model answer rejected (12 words > 8): 'a b c'")]
+    scores = free_scores(journeys, results, embedder)
+    assert scores["fallback"] == [0.0, 0.0, 1.0] and scores["keyword_chosen"] == [0.0, 1.0, 0.0]
 
 
 def test_fallback_reasons_are_counted_by_kind_without_answers_or_scores():

@@ -174,7 +174,7 @@ def test_the_keyword_name_competes_with_the_answers_and_the_closer_one_wins(jour
     keyword_name = namer.fallback.name([journey])[0].name
     namer.generator.generate_candidates = lambda prompts, *_: [["Quarterly Tax Filing"]] * len(prompts)
     [result] = namer.name([journey])  # an off-topic answer loses to the keyword name, and says so
-    assert result.name == keyword_name and result.fell_back
+    assert result.name == keyword_name and result.fell_back and result.keyword_chosen
     assert result.fallback_reason == ("keyword name chosen (closer to the journey than every model answer): "
                                       "'Quarterly Tax Filing'")
     # An answer that is the journey's centre itself beats the keyword name.
@@ -196,6 +196,7 @@ def test_a_well_formed_answer_about_something_else_falls_back(journeys, embedder
     namer.generator.generate_candidates = lambda prompts, *_: [["zq vx kwp"]] * len(prompts)  # valid in form
     [result] = namer.name([journeys[0]])
     assert result.fell_back and "not grounded" in result.fallback_reason and result.grounding > 0.5
+    assert not result.keyword_chosen  # a failed answer, not a choice between valid ones
 
 
 def test_a_tuned_namer_asks_in_the_shape_it_was_trained_on(journeys, embedder, tiny_models, tmp_path):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+# The start of the fallback reason of an LLM namer whose keyword candidate was closer to the journey
+# than every model answer: the model did answer, so this is a choice, not a failure.
+KEYWORD_CHOSEN = "keyword name chosen"
+
 
 @dataclass(frozen=True)
 class NameResult:
@@ -17,6 +21,10 @@ class NameResult:
     grounding: float  # cosine between the name's embedding and the journey centroid
     fell_back: bool = False
     fallback_reason: str | None = None
+
+    @property
+    def keyword_chosen(self) -> bool:
+        return self.fell_back and (self.fallback_reason or "").startswith(KEYWORD_CHOSEN)
 
 
 class Namer(ABC):

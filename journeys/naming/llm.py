@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from journeys.embedding import DEFAULT_MODEL, Embedder
-from journeys.naming.base import Namer, NameResult
+from journeys.naming.base import KEYWORD_CHOSEN, Namer, NameResult
 from journeys.naming.generation import Generator, load_generator, read_adapter_metadata
 from journeys.naming.grounding import grounding_scores, unit_centroid
 from journeys.naming.keywords import KeywordNamer, KeywordNamerConfig, display, original_casing
@@ -153,7 +153,7 @@ class LLMNamer(Namer):
         chosen = self._most_grounded(journeys, candidates)
         for index, name in enumerate(chosen):
             if name is not None and name not in answers[index]:
-                reasons[index] = ("keyword name chosen (closer to the journey than every model answer): "
+                reasons[index] = (f"{KEYWORD_CHOSEN} (closer to the journey than every model answer): "
                                   f"{answers[index][0]!r}")
         names = [name or keyword_name for name, keyword_name in zip(chosen, keyword_names)]
         # A well-formed answer can still be about something else (an untrained model's word salad).
