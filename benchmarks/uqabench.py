@@ -14,9 +14,11 @@ Steps, all in this process (``--torch_threads``, default 1):
    (no history: one soft token from the same vector for every user, so it learns the priors; a
    random embedding per user through one soft token; the text prompt, the history written out and
    cut to ``--text_budget`` tokens, with LoRA rank 8 on q/k/v/o), each encoder x integration mode
-   (soft prompt 1 token = UQABench, soft prompt 4 tokens, Perceiver with 4 latents, gated
-   cross-attention), the one-token soft prompt with the other strategies (LoRA + adapter on the
-   journey and LLaMA-style encoders, encoder + adapter on the LLaMA-style one); untrained, the
+   (soft prompt 1 token = UQABench, soft prompt 4 tokens, 4 word tokens (``words``: mixes of the
+   LLM's own word embeddings chosen by meaning, after a short text lead), Perceiver with 4 latents,
+   gated cross-attention; ``--modes`` picks some), the other strategies (LoRA + adapter on the
+   journey encoder with soft1 and words4 and on the LLaMA-style one with soft1, encoder + adapter on
+   the LLaMA-style one); untrained, the
    zero-shot no-history and text prompts; and, with no LLM at all, each question answered by the
    option whose sentence embedding is nearest the journey embedding's long-term pool (what the
    embedding itself holds).
@@ -87,7 +89,9 @@ from tuning.uqa_align import (  # noqa: E402
 from tuning.uqa_llm import PromptBuilder, SplitConfig, left_pad, load_llm, load_question_data  # noqa: E402
 
 MODES = {"soft1": AdapterConfig(mode="soft", soft_tokens=1), "soft4": AdapterConfig(mode="soft", soft_tokens=4),
+         "words4": AdapterConfig(mode="words", soft_tokens=4),
          "perceiver4": AdapterConfig(mode="perceiver", latents=4), "xattn": AdapterConfig(mode="xattn")}
+PREFIX_TOKENS = {"soft1": 1, "soft4": 4, "words4": 4, "perceiver4": 4, "xattn": 0}
 SEQUENCE_KINDS = ("sasrec", "gru4rec", "llama")
 
 
@@ -179,10 +183,14 @@ def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: 
             started = time.perf_counter()
             add(f"{encoder} x {mode}", evaluate_aligned(align(data, llm, spec, adapter, align_config), data), started)
     for strategy, label in strategies:  # the other strategies: LoRA on each encoder, encoder training on llama
-        for encoder in ("journey", "llama") if strategy == "lora" else ("llama",):
+        runs = [("journey", "soft1"), ("journey", "words4"), ("llama", "soft1")] if strategy == "lora" else \
+            [("llama", "soft1")]
+        for encoder, mode in runs:
+            if encoder not in encoders or mode not in modes:
+                continue
             started = time.perf_counter()
-            aligned = align(data, llm, encoders[encoder], MODES["soft1"], replace(align_config, strategy=strategy))
-            add(f"{encoder} x soft1 ({label})", evaluate_aligned(aligned, data), started)
+            aligned = align(data, llm, encoders[encoder], MODES[mode], replace(align_config, strategy=strategy))
+            add(f"{encoder} x {mode} ({label})", evaluate_aligned(aligned, data), started)
     for baseline, label in (("none", "no history"), ("text", f"text prompt <= {text_budget} tokens")):
         started = time.perf_counter()
         add(f"zero-shot: {label}", evaluate_baseline(baseline, data, llm, context=text_budget), started)
@@ -242,9 +250,9 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
         plain = UserLLM(llm)
         text_ms = _median_ms(lambda plain=plain, ids=text_ids, mask=text_mask: plain(ids, mask), repeats)
         cell = {"text": {"prompt_tokens": text_ids.shape[1], "latency_ms": text_ms}}
-        for mode in ("soft1", "perceiver4", "xattn"):
-            model = UserLLM(llm, build_adapter(MODES[mode], width, hidden, layers).eval())
-            prefix = {"soft1": 1, "perceiver4": 4, "xattn": 0}[mode]
+        for mode in ("soft1", "words4", "perceiver4", "xattn"):
+            model = UserLLM(llm, build_adapter(MODES[mode], width, hidden, layers, llm, tokenizer).eval())
+            prefix = getattr(model.adapter, "prefix_length", PREFIX_TOKENS[mode])
 
             def run(model=model, steps=steps, ids=short_ids, mask=short_mask):
                 states = encoder(steps)  # the encoder reads the whole history: part of the cost
@@ -377,6 +385,8 @@ def main(argv=None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of users (default 1000)")
     parser.add_argument("--repeats", type=int, default=None, help="latency: timed forward passes per cell "
                         "(default 20; --quick 3)")
+    parser.add_argument("--modes", default=None, help=f"integration modes of the accuracy table, comma-separated "
+                        f"(default all: {','.join(MODES)}; --quick soft1)")
     parser.add_argument("--sections", default="accuracy,efficiency,scaling,movielens",
                         help="which of accuracy, efficiency, scaling, movielens to run")
     parser.add_argument("--movielens", default=None, help="ml-latest-small folder: also the main rows on it")
@@ -413,7 +423,11 @@ def main(argv=None) -> int:
         folder, ranking[kind] = pretrain_sequence(paths, out, SequenceEncoderConfig(kind=kind), kind)
         encoders[kind] = {"source": "sequence", "path": folder}
     results["settings"]["sequence_encoders"] = ranking
-    modes = {k: MODES[k] for k in (("soft1",) if args.quick else MODES)}
+    chosen = args.modes.split(",") if args.modes else ["soft1"] if args.quick else list(MODES)
+    unknown = sorted(set(chosen) - set(MODES))
+    if unknown:
+        parser.error(f"unknown --modes {', '.join(unknown)}: choose from {', '.join(MODES)}")
+    modes = {k: MODES[k] for k in chosen}
     strategies = (("lora", "LoRA + adapter"),) if args.quick else (("encoder", "encoder + adapter"),
                                                                    ("lora", "LoRA + adapter"))
     if "accuracy" in sections:
@@ -431,7 +445,8 @@ def main(argv=None) -> int:
         folder, _ = pretrain_sequence(ml_paths, out / "movielens", SequenceEncoderConfig(kind="llama"), "llama")
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
                        "llama": {"source": "sequence", "path": folder}}
-        accuracy_table(ml_data, ml_encoders, llm, align_config, {"soft1": MODES["soft1"]}, (), args.text_budget,
+        ml_modes = {k: MODES[k] for k in ("soft1", "words4") if k in modes}
+        accuracy_table(ml_data, ml_encoders, llm, align_config, ml_modes, (), args.text_budget,
                        args.bootstrap, lambda table: save(movielens=table))
     save()
     print_tables(results)

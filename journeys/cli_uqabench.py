@@ -223,7 +223,9 @@ def _add_llm_side(targets) -> None:
         "--embeddings (journeys encode output), --encoder (a folder from uqabench pretrain: all per-step states); "
         "baselines: --random (a fixed random vector per user), --no_history (the same vector for all: the priors), "
         "--text (the history as text, LoRA). --steps fixes the optimiser steps (the same budget for every row). "
-        "Modes: soft (--soft_tokens k, 1 = UQABench), perceiver (--latents M), xattn (gated "
+        "Modes: soft (--soft_tokens k, 1 = UQABench), words (--soft_tokens k mixes of the LLM's own word "
+        "embeddings, the words nearest the user vector in the sentence encoder's space, after --word_lead), "
+        "perceiver (--latents M), xattn (gated "
         "cross-attention, gates start at zero). Strategies: adapter, encoder (+ the sequence encoder), lora.")
     _common(aligning)
     aligning.add_argument("--llm", default=None,

@@ -71,9 +71,10 @@ def test_zero_gates_leave_the_real_architecture_unchanged(world, arch):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("mode", [AdapterConfig(mode="soft", soft_tokens=1), AdapterConfig(mode="soft", soft_tokens=3),
+                                  AdapterConfig(mode="words", soft_tokens=2),
                                   AdapterConfig(mode="perceiver", latents=2, adapter_heads=2),
-                                  AdapterConfig(mode="xattn", adapter_heads=2)], ids=["soft1", "soft3", "perceiver",
-                                                                                       "xattn"])
+                                  AdapterConfig(mode="xattn", adapter_heads=2)],
+                         ids=["soft1", "soft3", "words2", "perceiver", "xattn"])
 def test_every_mode_aligns_on_the_real_architecture(world, arch, mode):
     aligned = align(world["data"], world[arch], {"source": "sequence", "path": world["encoder"]}, mode, STEPS,
                     context=128)
@@ -99,6 +100,13 @@ def test_strategies_train_and_reload_on_the_real_architecture(world, arch, strat
     if strategy == "lora":  # all four attention projections carry LoRA weights
         names = {n for n, _ in aligned.model.llm.named_parameters() if "lora_A" in n}
         assert all(any(f"{p}.lora_A" in n for n in names) for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
+
+
+def test_a_words_prompt_reloads_with_its_vocabulary_rebuilt(world, tmp_path):
+    aligned = align(world["data"], world["llama"], {"source": "sequence", "path": world["encoder"]},
+                    AdapterConfig(mode="words", soft_tokens=2), STEPS, context=128, out=str(tmp_path / "a"))
+    first = evaluate_aligned(aligned, world["data"])["predictions"]
+    assert evaluate_aligned(load_aligned(str(tmp_path / "a"), world["data"]), world["data"])["predictions"] == first
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -7,6 +7,9 @@ An adapter turns them into something the LLM reads:
 - ``soft`` (``SoftPrompt``): project to the LLM width and mean-pool over the steps into ``k`` soft
   tokens placed **first**, before the prompt's tokens. ``k = 1`` is UQABench's adapter (a linear
   map, one mean-pooled token); ``k > 1`` gives the LLM more room for the same summary.
+- ``words`` (``tuning.word_prompt.WordPrompt``): ``k`` soft tokens, each a mix of the LLM's own
+  word embeddings weighted by how close each word's meaning is to the user vector: a prompt the LLM
+  can read before any training.
 - ``perceiver`` (``PerceiverResampler``): M learned latent queries cross-attend to the projected
   steps (and to themselves, as in Flamingo) and are placed first like a soft prompt: the sequence,
   however long, is compressed to M tokens.
@@ -27,15 +30,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tuning.uqa_llm import positions
+from tuning.uqa_llm import masked_mean, positions
 
-MODES = ("soft", "perceiver", "xattn")
+MODES = ("soft", "words", "perceiver", "xattn")
 
 
 @dataclass(frozen=True)
 class AdapterConfig:
     mode: str = field(default="soft", metadata={"help": f"integration mode: {', '.join(MODES)}"})
-    soft_tokens: int = field(default=1, metadata={"help": "soft: tokens (1 = UQABench's one mean-pooled token)"})
+    soft_tokens: int = field(default=1, metadata={"help": "soft, words: tokens (1 = UQABench's one mean-pooled token)"})
+    word_temperature: float = field(default=0.03, metadata={
+        "help": "words: starting softmax temperature over the cosine of a query and the vocabulary's words"})
+    word_lead: str = field(default="User interests:", metadata={
+        "help": "words: text put before the word tokens (empty: none)"})
     latents: int = field(default=4, metadata={"help": "perceiver: latent tokens M the sequence is compressed to"})
     perceiver_layers: int = field(default=1, metadata={"help": "perceiver: resampler layers"})
     xattn_every: int = field(default=1, metadata={"help": "xattn: a gated block after every N-th decoder layer"})
@@ -46,11 +53,8 @@ class AdapterConfig:
             raise ValueError(f"unknown integration mode '{self.mode}': choose one of {', '.join(MODES)}")
         if min(self.soft_tokens, self.latents, self.perceiver_layers, self.xattn_every, self.adapter_heads) < 1:
             raise ValueError("soft_tokens, latents, perceiver_layers, xattn_every and adapter_heads must be >= 1")
-
-
-def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(states.dtype)
-    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        if not self.word_temperature > 0:
+            raise ValueError("word_temperature must be positive")
 
 
 class SoftPrompt(nn.Module):
@@ -158,11 +162,20 @@ class CrossAttentionAdapter(nn.Module):
         self._context = None if states is None else (self.project(states), mask.bool())
 
 
-def build_adapter(config: AdapterConfig, width: int, hidden: int, llm_layers: int) -> nn.Module:
+def build_adapter(config: AdapterConfig, width: int, hidden: int, llm_layers: int, llm: nn.Module | None = None,
+                  tokenizer=None) -> nn.Module:
+    """The adapter of ``config``; the ``words`` mode also needs the LLM and its tokenizer (its vocabulary)."""
     if width < 1:
         raise ValueError("the user embeddings have no values")
     if config.mode == "soft":
         return SoftPrompt(width, hidden, config.soft_tokens)
+    if config.mode == "words":
+        if llm is None or tokenizer is None:
+            raise ValueError("the words mode builds its prompt from the LLM's vocabulary: give the LLM and tokenizer")
+        from tuning.word_prompt import build_word_prompt  # loads the sentence encoder
+
+        return build_word_prompt(width, config.soft_tokens, config.word_temperature, config.word_lead, llm,
+                                 tokenizer)
     if hidden % config.adapter_heads:
         raise ValueError(f"the LLM width {hidden} is not divisible by --adapter_heads {config.adapter_heads}")
     if config.mode == "perceiver":

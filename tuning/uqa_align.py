@@ -295,7 +295,8 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
     source.check_users({q["user_id"] for q in questions})
     tokenizer, base = load_llm(llm)
     text = isinstance(source, TextHistory)
-    adapter = None if text else build_adapter(adapter_config, source.width, llm_width(base), llm_layers(base))
+    adapter = None if text else build_adapter(adapter_config, source.width, llm_width(base), llm_layers(base),
+                                              base, tokenizer)
     if config.strategy == "lora":
         base = _lora(base, config.lora_rank)
     model = UserLLM(base, adapter)
@@ -368,7 +369,8 @@ def load_aligned(folder: str, data: QuestionData) -> Aligned:
     tokenizer, base = load_llm(metadata["llm"])
     adapter = None
     if not isinstance(source, TextHistory):
-        adapter = build_adapter(AdapterConfig(**metadata["adapter"]), source.width, llm_width(base), llm_layers(base))
+        adapter = build_adapter(AdapterConfig(**metadata["adapter"]), source.width, llm_width(base), llm_layers(base),
+                                base, tokenizer)
         adapter.load_state_dict(torch.load(path / ADAPTER_FILE, map_location="cpu", weights_only=True))
         adapter.eval()
     if metadata["config"]["strategy"] == "lora":
@@ -418,6 +420,8 @@ def prefix_tokens(aligned: Aligned) -> int:
     adapter = aligned.model.adapter
     if not getattr(adapter, "prefix", False):
         return 0
+    if hasattr(adapter, "prefix_length"):
+        return adapter.prefix_length
     return adapter.tokens if hasattr(adapter, "tokens") else adapter.latents.shape[0]
 
 

@@ -274,6 +274,12 @@ def lm_batch(prompts: list[list[int]], answers: list[list[int]], pad_id: int):
     return ids, mask, labels
 
 
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean over the steps [B, L, D] -> [B, D] where ``mask`` [B, L] is set."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
 def positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that start at 0 on each row's first real token (left padding)."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
