@@ -91,7 +91,6 @@ from tuning.uqa_llm import PromptBuilder, SplitConfig, left_pad, load_llm, load_
 MODES = {"soft1": AdapterConfig(mode="soft", soft_tokens=1), "soft4": AdapterConfig(mode="soft", soft_tokens=4),
          "words4": AdapterConfig(mode="words", soft_tokens=4),
          "perceiver4": AdapterConfig(mode="perceiver", latents=4), "xattn": AdapterConfig(mode="xattn")}
-PREFIX_TOKENS = {"soft1": 1, "soft4": 4, "words4": 4, "perceiver4": 4, "xattn": 0}
 SEQUENCE_KINDS = ("sasrec", "gru4rec", "llama")
 
 
@@ -252,7 +251,7 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
         cell = {"text": {"prompt_tokens": text_ids.shape[1], "latency_ms": text_ms}}
         for mode in ("soft1", "words4", "perceiver4", "xattn"):
             model = UserLLM(llm, build_adapter(MODES[mode], width, hidden, layers, llm, tokenizer).eval())
-            prefix = getattr(model.adapter, "prefix_length", PREFIX_TOKENS[mode])
+            prefix = model.adapter.prefix_length
 
             def run(model=model, steps=steps, ids=short_ids, mask=short_mask):
                 states = encoder(steps)  # the encoder reads the whole history: part of the cost

@@ -159,10 +159,9 @@ def _eval_naming(args) -> int:
 
     if bool(args.truth) == bool(args.movielens):
         raise ValueError("give one reference set: --truth (with --journeys) or --movielens")
+    adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
     if args.movielens and args.movielens_groups == "all":
-        _check_never_trained_on_movielens(folder for strategy, folder in (("prompt-tuned", args.prompt_adapter),
-                                                                          ("fine-tuned", args.finetune_adapter))
-                                          if folder and strategy in args.strategies.split(","))
+        _check_never_trained_on_movielens(adapters[s] for s in args.strategies.split(",") if adapters.get(s))
     embedder = Embedder(args.encoder or "default", torch_threads=args.torch_threads)
     if args.truth:
         if not args.journeys:
@@ -175,7 +174,6 @@ def _eval_naming(args) -> int:
         reference_set = sample_reference_set(journeys, args.truth, args.limit)
     else:
         reference_set = movielens_reference_set(args.movielens, embedder, args.limit, args.movielens_groups)
-    adapters = {"prompt-tuned": args.prompt_adapter, "fine-tuned": args.finetune_adapter}
     namers = {}
     for strategy in args.strategies.split(","):
         options = {"encoder": args.encoder or "default", "embedder": embedder, "torch_threads": args.torch_threads}

@@ -64,6 +64,7 @@ class SoftPrompt(nn.Module):
         super().__init__()
         self.tokens, self.hidden = tokens, hidden
         self.project = nn.Linear(width, tokens * hidden)
+        self.prefix_length = tokens  # positions the prompt takes
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # a linear map commutes with the mean: pool first, then project (cheaper, same result)
@@ -89,6 +90,7 @@ class PerceiverResampler(nn.Module):
         super().__init__()
         self.project = nn.Linear(width, hidden)
         self.latents = nn.Parameter(torch.randn(latents, hidden) * 0.02)
+        self.prefix_length = latents
         self.blocks = nn.ModuleList(_AttentionBlock(hidden, heads) for _ in range(layers))
         self.norm, self.out = nn.LayerNorm(hidden), nn.Linear(hidden, hidden)
 
@@ -134,6 +136,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 class CrossAttentionAdapter(nn.Module):
     prefix = False
+    prefix_length = 0  # reads the user inside the decoder, not in the prompt
 
     def __init__(self, width: int, hidden: int, layers: int, every: int, heads: int):
         super().__init__()

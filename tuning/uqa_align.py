@@ -417,12 +417,7 @@ def predict(model: UserLLM, tokenizer, builder: PromptBuilder, questions: list[d
 
 
 def prefix_tokens(aligned: Aligned) -> int:
-    adapter = aligned.model.adapter
-    if not getattr(adapter, "prefix", False):
-        return 0
-    if hasattr(adapter, "prefix_length"):
-        return adapter.prefix_length
-    return adapter.tokens if hasattr(adapter, "tokens") else adapter.latents.shape[0]
+    return getattr(aligned.model.adapter, "prefix_length", 0)  # no adapter (text prompt): none
 
 
 def evaluate_aligned(aligned: Aligned, data: QuestionData) -> dict:
