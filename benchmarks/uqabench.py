@@ -19,11 +19,14 @@ Steps, all in this process (``--torch_threads``, default 1):
    gated cross-attention; ``--modes`` picks some), the other strategies (LoRA + adapter on the
    journey encoder with soft1 and words4 and on the LLaMA-style one with soft1, encoder + adapter on
    the LLaMA-style one); untrained, the
-   zero-shot no-history and text prompts; and, with no LLM at all, each question answered by the
+   zero-shot no-history and text prompts and the journey x words4 adapter as built (its prompt is
+   then the words nearest the user); and, with no LLM at all, each question answered by the
    option whose sentence embedding is nearest the journey embedding's long-term pool (what the
    embedding itself holds).
-   Each row has 95% bootstrap intervals over users (``--bootstrap`` resamples) and the paired
-   difference against the trained no-history row;
+   Every row answers in the ``--answer`` mode (default ``option-pmi``: the option text the LLM finds
+   most likely, less its likelihood without the user; ``letter``: UQABench's generated letter; see
+   ``tuning/uqa_answers.py``). Each row has 95% bootstrap intervals over users (``--bootstrap``
+   resamples) and the paired difference against the trained no-history row;
 5. efficiency: prompt tokens and the median forward latency (batch of one question, ``--repeats``
    runs) of the text prompt with the whole history written out and of soft prompt, Perceiver and
    cross-attention (LLaMA-style encoder over the same history + adapter + LLM) at history lengths 50,
@@ -80,13 +83,15 @@ from tuning.sequence_encoders import SequenceEncoderConfig, load_encoder, pretra
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width  # noqa: E402
 from tuning.uqa_align import (  # noqa: E402
     AlignConfig,
+    Aligned,
     align,
     eval_questions,
     evaluate_aligned,
     evaluate_baseline,
     read_embeddings,
 )
-from tuning.uqa_llm import PromptBuilder, SplitConfig, left_pad, load_llm, load_question_data  # noqa: E402
+from tuning.uqa_answers import ANSWERS, DEFAULT_ANSWER  # noqa: E402
+from tuning.uqa_llm import PromptBuilder, SplitConfig, left_pad, llm_name, load_llm, load_question_data  # noqa: E402
 
 MODES = {"soft1": AdapterConfig(mode="soft", soft_tokens=1), "soft4": AdapterConfig(mode="soft", soft_tokens=4),
          "words4": AdapterConfig(mode="words", soft_tokens=4),
@@ -192,11 +197,27 @@ def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: 
             add(f"{encoder} x {mode} ({label})", evaluate_aligned(aligned, data), started)
     for baseline, label in (("none", "no history"), ("text", f"text prompt <= {text_budget} tokens")):
         started = time.perf_counter()
-        add(f"zero-shot: {label}", evaluate_baseline(baseline, data, llm, context=text_budget), started)
+        add(f"zero-shot: {label}", evaluate_baseline(baseline, data, llm, context=text_budget,
+                                                     answer=align_config.answer), started)
+    if "words4" in modes:
+        started = time.perf_counter()
+        add("untrained: journey x words4", evaluate_aligned(untrained(data, llm, encoders["journey"], MODES["words4"],
+                                                                      align_config), data), started)
     started = time.perf_counter()
     add("no LLM: option nearest the journey embedding", nearest_option_readout(data, encoders["journey"]["path"],
                                                                               questions), started)
     return table
+
+
+def untrained(data, llm, spec: dict, adapter_config: AdapterConfig, align_config: AlignConfig) -> Aligned:
+    """An adapter as built, with no step of alignment: the words mode's prompt is then the words
+    nearest the user's interests, which is worth a row of its own."""
+    tokenizer, base = load_llm(llm)
+    source = read_embeddings(spec["path"])
+    adapter = build_adapter(adapter_config, source.width, llm_width(base), llm_layers(base), base, tokenizer).eval()
+    metadata = {"llm": llm_name(llm), "split": SplitConfig().__dict__, "context": 256,
+                "adapter": adapter_config.__dict__, "config": {**align_config.__dict__, "steps": 0}}
+    return Aligned(tokenizer, UserLLM(base, adapter), source, metadata)
 
 
 def nearest_option_readout(data, embeddings_path: str, questions: list[dict]) -> dict:
@@ -390,6 +411,9 @@ def main(argv=None) -> int:
                         help="which of accuracy, efficiency, scaling, movielens to run")
     parser.add_argument("--movielens", default=None, help="ml-latest-small folder: also the main rows on it")
     parser.add_argument("--movielens_users", type=int, default=40, help="MovieLens users (default 40)")
+    parser.add_argument("--answer", default=DEFAULT_ANSWER, choices=ANSWERS,
+                        help=f"how the LLM answers, every row (default {DEFAULT_ANSWER}; letter: UQABench's generated "
+                             "letter; see tuning/uqa_answers.py)")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
@@ -401,7 +425,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     llm = args.llm
     align_config = AlignConfig(steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               loss_questions=32)
+                               loss_questions=32, answer=args.answer)
     results = {"settings": {"quick": args.quick, "llm": llm or "smollm2-135m-instruct", "users": users,
                             "align": align_config.__dict__, "text_budget": args.text_budget,
                             "practice": args.practice,

@@ -92,14 +92,18 @@ def _align(args) -> int:
 def _evaluate(args) -> int:
     from journeys import io
     from tuning.uqa_align import evaluate_aligned, evaluate_baseline, load_aligned
+    from tuning.uqa_answers import DEFAULT_ANSWER
 
     if bool(args.aligned) == bool(args.baseline):
         raise ValueError("give --aligned (a folder from `journeys uqabench align`) or --baseline none|text")
     data = _uqa_data(args)
     if args.aligned:
+        if args.answer:
+            raise ValueError("--answer is for baselines: an aligned folder answers in the mode it was aligned with")
         report = evaluate_aligned(load_aligned(args.aligned, data), data)
     else:
-        report = evaluate_baseline(args.baseline, data, args.llm, _split(args), args.context)
+        report = evaluate_baseline(args.baseline, data, args.llm, _split(args), args.context,
+                                   answer=args.answer or DEFAULT_ANSWER)
     predictions = report.pop("predictions")
     if args.paired_with:
         report["intervals"] = _paired(report, predictions, args.paired_with, data)
@@ -204,6 +208,7 @@ def _common(parser) -> None:
 def _add_llm_side(targets) -> None:
     from tuning.uqa_adapters import AdapterConfig
     from tuning.uqa_align import AlignConfig
+    from tuning.uqa_answers import ANSWERS
     from tuning.uqa_llm import LlmConfig
 
     building = targets.add_parser(
@@ -245,9 +250,10 @@ def _add_llm_side(targets) -> None:
     add_fields(aligning, AlignConfig)
 
     evaluating = targets.add_parser(
-        "evaluate", help="greedy answers of the evaluation users' questions, scored as UQABench does",
-        description="Decode greedily for the questions of the evaluation users (never seen in LLM training or "
-        "alignment) and print JSON: accuracy per sub-task, per dimension and overall (a prediction is correct when "
+        "evaluate", help="answer the evaluation users' questions, scored as UQABench does",
+        description="Answer the questions of the evaluation users (never seen in LLM training or alignment; in the "
+        "aligned folder's answer mode, or a baseline's --answer) and print JSON: accuracy per sub-task, per "
+        "dimension and overall (a prediction is correct when "
         "it starts with the gold letter), 95% bootstrap intervals over users, and the mean prompt tokens. Either "
         "--aligned A (a folder from align) or an untrained --baseline none|text on --llm (text: the history "
         "written out, cut to --context). --paired_with P adds the paired difference against P's predictions.")
@@ -255,6 +261,9 @@ def _add_llm_side(targets) -> None:
     evaluating.add_argument("--aligned", default=None, help="a folder from `journeys uqabench align`")
     evaluating.add_argument("--baseline", default=None, choices=["none", "text"], help="a baseline without adapter")
     evaluating.add_argument("--llm", default=None, help="baselines: the frozen LLM (default smollm2-135m-instruct)")
+    evaluating.add_argument("--answer", default=None, choices=ANSWERS,
+                            help="baselines: how the LLM answers (default option-pmi; the none baseline scores "
+                                 "option-pmi as option, its own reference); see `align --help`")
     evaluating.add_argument("--paired_with", default=None,
                             help="another run's --predictions on the same questions: add paired differences")
     evaluating.add_argument("--context", type=int, default=None,

@@ -258,6 +258,11 @@ def test_cli_align_and_evaluate(world, tmp_path):
                          str(tmp_path / "r.json"), "--predictions", str(tmp_path / "p.jsonl")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["run"]["source"]["source"] == "random" and report["accuracy"]["overall"]["total"] > 0
+    assert report["run"]["answer"] == "option-pmi"  # the default, kept in the aligned folder
+    errors = text_io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        assert cli.main(["uqabench", "evaluate", *common, "--aligned", str(tmp_path / "a"), "--answer", "letter"]) == 2
+    assert "the mode it was aligned with" in errors.getvalue()
     with contextlib.redirect_stdout(text_io.StringIO()):
         assert cli.main(["uqabench", "score", "--questions", world["questions"], "--predictions",
                          str(tmp_path / "p.jsonl")]) == 0
@@ -291,6 +296,7 @@ def test_cli_builds_the_llm_and_runs_the_baselines(world, tmp_path):
             assert cli.main(["uqabench", "evaluate", *common, "--baseline", baseline, "--llm", llm]) == 0
         report = json.loads(printed.getvalue())
         assert report["run"]["context"] == 64 and report["accuracy"]["overall"]["total"] == len(_eval_set(world))
+        assert report["run"]["answer"] == ("option" if baseline == "none" else "option-pmi")
     errors = text_io.StringIO()
     with contextlib.redirect_stderr(errors):
         assert cli.main(["uqabench", "evaluate", *common, "--baseline", "text", "--aligned", llm]) == 2

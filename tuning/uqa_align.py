@@ -16,11 +16,14 @@
 **Alignment** (``align``) trains on the training users' questions only (the user split of the LLM),
 with their practice questions when the question set has them (``--practice``):
 the prompt is the question with no history text, the user arrives through the adapter, and the
-loss is on the answer tokens. Strategies: ``adapter`` (only the adapter trains; default, as in
+loss is on the answer (``AlignConfig.answer``, ``tuning.uqa_answers``: the letter's token, or the
+cross-entropy over the four options' likelihoods, by default calibrated by the frozen LLM's).
+Strategies: ``adapter`` (only the adapter trains; default, as in
 UQABench), ``encoder`` (the sequence encoder trains too), ``lora`` (LoRA on the LLM's attention,
 plus the adapter). The base LLM's weights never change.
 
-**Evaluation** (``evaluate``) decodes greedily on the evaluation users' questions and scores with
+**Evaluation** (``evaluate``) answers the evaluation users' questions in the same answer mode (a
+generated letter, or the letter of the best-scoring option) and scores with
 UQABench's rule (``journeys.uqa_scoring``): accuracy per sub-task, per dimension and overall. The
 untrained (zero-shot) baselines run the same LLM with no adapter: ``none`` (question only) and
 ``text`` (the history written out, truncated to the context). ``AlignConfig.steps`` fixes the
@@ -40,6 +43,7 @@ from torch import nn
 
 from journeys.uqa_scoring import accuracy, intervals
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width
+from tuning.uqa_answers import ANSWERS, DEFAULT_ANSWER, OptionScorer, check_answer, chosen_letters
 from tuning.uqa_llm import (
     PromptBuilder,
     QuestionData,
@@ -73,7 +77,11 @@ class AlignConfig:
     random_dim: int = field(default=64, metadata={"help": "random source: width of the random embeddings"})
     loss_questions: int = field(default=256, metadata={
         "help": "the loss before and after alignment is measured on the first N training questions"})
-    max_new_tokens: int = field(default=1, metadata={"help": "greedy decoding: new tokens (the answer is one letter)"})
+    answer: str = field(default=DEFAULT_ANSWER, metadata={
+        "help": f"how the LLM answers: {', '.join(ANSWERS)} (letter: UQABench's generated letter; option: the "
+                "option text it finds most likely; option-pmi: the same, less the frozen LLM's likelihood of it "
+                "without the user)"})
+    max_new_tokens: int = field(default=1, metadata={"help": "letter answers: new tokens (the answer is one letter)"})
     seed: int = field(default=0, metadata={"help": "random seed; same seed and data, same adapter"})
 
     def __post_init__(self):
@@ -87,6 +95,7 @@ class AlignConfig:
             raise ValueError("loss_questions must be >= 1")
         if self.steps < 0:
             raise ValueError("steps cannot be negative")
+        check_answer(self.answer)
 
 
 # ---- user sources -----------------------------------------------------------------------------------
@@ -236,13 +245,20 @@ def _lora(llm, rank: int):
     return get_peft_model(llm, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
 
 
-def prompt_for(builder: PromptBuilder, question: dict, source: UserSource | None) -> list[int]:
+def prompt_for(builder: PromptBuilder, question: dict, source: UserSource | None, options: bool = True) -> list[int]:
     """The question alone, or with the history written out when the source is the text itself."""
     history = source.histories.get(question["user_id"], []) if isinstance(source, TextHistory) else None
-    return builder.prompt(question, history)
+    return builder.prompt(question, history, options=options)
 
 
-def _loss(model: UserLLM, source: UserSource, builder: PromptBuilder, questions: list[dict]) -> torch.Tensor:
+def _loss(model: UserLLM, source: UserSource, builder: PromptBuilder, questions: list[dict],
+          scorer: OptionScorer | None = None) -> torch.Tensor:
+    """The answer loss: on the letter's tokens, or (with a ``scorer``) the cross-entropy over the
+    four options' scores."""
+    if scorer is not None:
+        states, state_mask = source([q["user_id"] for q in questions])
+        prompts = [prompt_for(builder, q, source, options=False) for q in questions]
+        return scorer.loss(scorer.scores(model, questions, prompts, states, state_mask), questions)
     answers = [builder.answer(q["answer"]) for q in questions]
     ids, mask, labels = lm_batch([prompt_for(builder, q, source) for q in questions], answers,
                                  builder.tokenizer.pad_token_id)
@@ -252,12 +268,14 @@ def _loss(model: UserLLM, source: UserSource, builder: PromptBuilder, questions:
 
 
 def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], batch_size: int = 64,
-              limit: int = 256) -> float:
+              limit: int = 256, scorer: OptionScorer | None = None) -> float:
     """Mean answer loss over the first ``limit`` questions (a fixed sample: on a real LLM the whole
     training set would cost as much as the training itself)."""
     questions = questions[:limit]
+    if scorer is not None:
+        batch_size = max(1, batch_size // 4)  # four rows a question
     with torch.no_grad():
-        losses = [(_loss(aligned.model, aligned.source, builder, [questions[i] for i in b]).item(), len(b))
+        losses = [(_loss(aligned.model, aligned.source, builder, [questions[i] for i in b], scorer).item(), len(b))
                   for b in _batches(len(questions), batch_size)]
     return round(sum(x * n for x, n in losses) / max(sum(n for _, n in losses), 1), 4)
 
@@ -302,12 +320,13 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
     model = UserLLM(base, adapter)
     aligned = Aligned(tokenizer, model, source, {})
     builder = PromptBuilder(tokenizer, data.items, context)
+    scorer = None if config.answer == "letter" else OptionScorer(config.answer, builder)
     adapter_parameters = [] if adapter is None else list(adapter.parameters())
     trainable = [p for p in [*adapter_parameters, *source.parameters(), *base.parameters()] if p.requires_grad]
     trainable = list({id(p): p for p in trainable}.values())
     optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
-    before = mean_loss(aligned, builder, questions, limit=config.loss_questions)
+    before = mean_loss(aligned, builder, questions, limit=config.loss_questions, scorer=scorer)
     losses = []  # mean training loss per pass (per epoch, or per pass over the questions within --steps)
     budget = config.steps or config.epochs * len(_batches(len(questions), config.batch_size))
     done = 0
@@ -316,7 +335,7 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
         base.eval()  # no dropout in the frozen LLM; only the adapter's modules are in training mode
         total, steps = 0.0, 0
         for batch in _batches(len(questions), config.batch_size, generator)[:budget - done]:
-            loss = _loss(model, source, builder, [questions[i] for i in batch])
+            loss = _loss(model, source, builder, [questions[i] for i in batch], scorer)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -331,7 +350,8 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
                  "practice_questions": len(practice),
                  "trainable_parameters": sum(p.numel() for p in trainable), "steps": done},
         "metrics": {"loss_before": before, "train_loss": losses, "loss_after": mean_loss(aligned, builder, questions,
-                                                                                       limit=config.loss_questions)},
+                                                                                       limit=config.loss_questions,
+                                                                                       scorer=scorer)},
     }
     if out:
         save(aligned, out)
@@ -393,23 +413,32 @@ def eval_questions(data: QuestionData, split: SplitConfig) -> list[dict]:
 
 def predict(model: UserLLM, tokenizer, builder: PromptBuilder, questions: list[dict], source: UserSource | None,
             histories: dict[str, list[str]] | None = None, max_new_tokens: int = 1,
-            batch_size: int = 32) -> tuple[dict[str, str], float]:
-    """{question_id: generated text} by greedy decoding, and the mean prompt length in tokens. With a
-    source the user comes through the adapter; with ``histories`` as text; with neither, not at all."""
+            batch_size: int = 32, answer: str = "letter") -> tuple[dict[str, str], float]:
+    """{question_id: answer} and the mean prompt length in tokens. The answer is the greedy text
+    (``letter``) or the best option's letter (``option``, ``option-pmi``: ``tuning.uqa_answers``).
+    With a source the user comes through the adapter; with ``histories`` as text; with neither, not at all."""
+    scorer = None if answer == "letter" else OptionScorer(answer, builder)
+    if scorer is not None:
+        batch_size = max(1, batch_size // 4)  # four rows a question
     predictions, tokens = {}, 0
     model.eval()
     for batch in _batches(len(questions), batch_size):
         chunk = [questions[i] for i in batch]
         if histories is not None:
-            prompts = [builder.prompt(q, histories.get(q["user_id"], [])) for q in chunk]
+            prompts = [builder.prompt(q, histories.get(q["user_id"], []), options=scorer is None) for q in chunk]
         else:
-            prompts = [prompt_for(builder, q, source) for q in chunk]
+            prompts = [prompt_for(builder, q, source, options=scorer is None) for q in chunk]
         tokens += sum(map(len, prompts))
-        ids, mask = left_pad(prompts, tokenizer.pad_token_id)
         states = state_mask = None
         if source is not None and not isinstance(source, TextHistory):
             with torch.no_grad():
                 states, state_mask = source([q["user_id"] for q in chunk])
+        if scorer is not None:
+            with torch.no_grad():
+                letters = chosen_letters(scorer.scores(model, chunk, prompts, states, state_mask))
+            predictions.update((q["question_id"], letter) for q, letter in zip(chunk, letters))
+            continue
+        ids, mask = left_pad(prompts, tokenizer.pad_token_id)
         generated = model.greedy(ids, mask, states, state_mask, max_new_tokens, tokenizer.eos_token_id)
         for question, new in zip(chunk, generated):
             predictions[question["question_id"]] = tokenizer.decode(new, skip_special_tokens=True)
@@ -424,20 +453,25 @@ def evaluate_aligned(aligned: Aligned, data: QuestionData) -> dict:
     split = SplitConfig(**aligned.metadata["split"])
     questions = eval_questions(data, split)
     builder = PromptBuilder(aligned.tokenizer, data.items, aligned.metadata["context"])
+    answer = aligned.metadata["config"].get("answer", "letter")  # adapters aligned before answer modes: letters
     predictions, tokens = predict(aligned.model, aligned.tokenizer, builder, questions, aligned.source,
-                                  max_new_tokens=aligned.metadata["config"]["max_new_tokens"])
+                                  max_new_tokens=aligned.metadata["config"]["max_new_tokens"], answer=answer)
     return {"run": {"kind": "aligned", "source": aligned.source.spec, "adapter": aligned.metadata["adapter"],
                     "strategy": aligned.metadata["config"]["strategy"], "llm": aligned.metadata["llm"],
-                    "split": asdict(split)},
+                    "answer": answer, "split": asdict(split)},
             "prompt_tokens": round(tokens + prefix_tokens(aligned), 1),
             "accuracy": accuracy(questions, predictions), "intervals": intervals(questions, predictions),
             "predictions": predictions}
 
 
 def evaluate_baseline(baseline: str, data: QuestionData, llm: str | None = None, split: SplitConfig | None = None,
-                      context: int | None = None, max_new_tokens: int = 1) -> dict:
+                      context: int | None = None, max_new_tokens: int = 1, answer: str = DEFAULT_ANSWER) -> dict:
+    """The untrained LLM with no history (``none``) or the history written out (``text``)."""
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline '{baseline}': choose one of {', '.join(BASELINES)}")
+    check_answer(answer)
+    if baseline == "none" and answer == "option-pmi":
+        answer = "option"  # its no-user reference is itself: every option would score 0
     split = resolve_split(llm, split)
     if context is None:
         trained = Path(llm) / "uqa_llm.json" if llm else None
@@ -446,8 +480,8 @@ def evaluate_baseline(baseline: str, data: QuestionData, llm: str | None = None,
     questions = eval_questions(data, split)
     builder = PromptBuilder(tokenizer, data.items, context)
     predictions, tokens = predict(UserLLM(base), tokenizer, builder, questions, None,
-                                  data.histories if baseline == "text" else None, max_new_tokens)
+                                  data.histories if baseline == "text" else None, max_new_tokens, answer=answer)
     return {"run": {"kind": "baseline", "baseline": baseline, "llm": llm_name(llm), "context": context,
-                    "split": asdict(split)},
+                    "answer": answer, "split": asdict(split)},
             "prompt_tokens": round(tokens, 1), "accuracy": accuracy(questions, predictions),
             "intervals": intervals(questions, predictions), "predictions": predictions}

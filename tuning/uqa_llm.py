@@ -135,6 +135,12 @@ class PromptBuilder:
         options = " ".join(f"({letter}) {question['options'][letter]}" for letter in LETTERS)
         return f"Question: {question['question']}\nOptions: {options}\nAnswer: ("
 
+    @staticmethod
+    def cloze_text(question: dict) -> str:
+        """The question with no options listed: each option is then scored as the text that follows
+        (``tuning.uqa_answers``); listing them would let the model copy any of them."""
+        return f"Question: {question['question']}\nAnswer:"
+
     def history_text(self, history: list[str], budget: int) -> tuple[str, int]:
         """The most recent events whose text fits in ``budget`` tokens, oldest first; and how many."""
         kept, used = [], 0
@@ -149,14 +155,17 @@ class PromptBuilder:
             return "", 0
         return "History: " + " ; ".join(event_text(self.items[i]) for i in kept) + " ;\n", len(kept)
 
-    def prompt(self, question: dict, history: list[str] | None, context: int | None = None) -> list[int]:
+    def prompt(self, question: dict, history: list[str] | None, context: int | None = None,
+               options: bool = True) -> list[int]:
         """Token ids of the prompt: BOS, the history that fits (none when ``history`` is None), the
-        question. ``context`` overrides the builder's (the efficiency benchmark uses the whole history)."""
+        question with its lettered options (``options``) or as a cloze. ``context`` overrides the
+        builder's (the efficiency benchmark uses the whole history)."""
         context = self.context if context is None else context
         bos = self._special_prefix()
-        key = question.get("question_id"), question["question"], tuple(question["options"].values())
+        key = question.get("question_id"), question["question"], tuple(question["options"].values()), options
         if key not in self._question_tokens:
-            self._question_tokens[key] = self._tokens(self.question_text(question))
+            text = self.question_text(question) if options else self.cloze_text(question)
+            self._question_tokens[key] = self._tokens(text)
         tail = self._question_tokens[key]
         head = ""
         if history:
@@ -169,6 +178,10 @@ class PromptBuilder:
     def answer(self, letter: str) -> list[int]:
         """The gold letter's tokens: the loss is on the letter only."""
         return self._tokens(letter)
+
+    def option(self, question: dict, letter: str) -> list[int]:
+        """The tokens of an option's text as it would follow the cloze prompt (after a space)."""
+        return self._tokens(" " + question["options"][letter])
 
 
 # ---- the built-in tokenizer and decoder ------------------------------------------------------------
