@@ -62,6 +62,7 @@ STRATEGIES = ("adapter", "encoder", "lora")
 ALIGN_FILE = "uqa_alignment.json"
 ADAPTER_FILE = "adapter.pt"
 BASELINES = ("none", "text")
+OPTION_QUESTIONS_PER_PASS = 2  # option modes: questions per forward pass in training (four rows each)
 
 
 @dataclass(frozen=True)
@@ -335,11 +336,18 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
         base.eval()  # no dropout in the frozen LLM; only the adapter's modules are in training mode
         total, steps = 0.0, 0
         for batch in _batches(len(questions), config.batch_size, generator)[:budget - done]:
-            loss = _loss(model, source, builder, [questions[i] for i in batch], scorer)
             optimiser.zero_grad()
-            loss.backward()
+            loss = 0.0
+            # the option modes run four rows a question: a batch goes through in parts (gradients
+            # summed, so the step is the same) to bound the memory of a long text prompt's activations
+            size = len(batch) if scorer is None else OPTION_QUESTIONS_PER_PASS
+            for start in range(0, len(batch), size):
+                part = [questions[i] for i in batch[start:start + size]]
+                part_loss = _loss(model, source, builder, part, scorer) * (len(part) / len(batch))
+                part_loss.backward()
+                loss += part_loss.item()
             optimiser.step()
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + loss, steps + 1
         done += steps
         losses.append(round(total / steps, 4))
     model.eval()
