@@ -77,3 +77,38 @@ def test_the_mode_is_built_from_the_llm_and_its_tokenizer(tiny_models, embedder)
         build_adapter(AdapterConfig(mode="words"), 12, llm_width(llm), llm_layers(llm))
     with pytest.raises(ValueError, match="word_temperature"):
         AdapterConfig(mode="words", word_temperature=0.0)
+
+
+class _CountingEmbedder:
+    """The real sentence encoder, counting the texts it is asked to encode."""
+
+    def __init__(self, embedder):
+        self.model_name, self.inner, self.encoded = embedder.model_name, embedder, 0
+
+    def encode(self, texts):
+        self.encoded += len(texts)
+        return self.inner.encode(texts)
+
+
+def test_word_keys_are_cached_on_disk_and_a_broken_cache_is_rebuilt(tmp_path, monkeypatch, embedder):
+    from tuning import word_prompt
+
+    monkeypatch.setenv("JOURNEYS_CACHE", str(tmp_path))
+    monkeypatch.setattr(word_prompt, "_VOCABULARIES", {})
+    tokenizer = trained_tokenizer()
+    counting = _CountingEmbedder(embedder)
+    ids, keys = word_keys(tokenizer, counting)
+    files = list((tmp_path / "word-keys").glob("*"))
+    assert counting.encoded == len(ids) and [f.suffix for f in files] == [".npy"]  # no scratch file left
+    monkeypatch.setattr(word_prompt, "_VOCABULARIES", {})  # a new process: read back, nothing encoded
+    again_ids, again = word_keys(tokenizer, counting)
+    assert again_ids == ids and torch.equal(again, keys) and counting.encoded == len(ids)
+    files[0].write_bytes(b"not an array")  # a damaged file is not used: the keys are encoded again
+    monkeypatch.setattr(word_prompt, "_VOCABULARIES", {})
+    _, rebuilt = word_keys(tokenizer, counting)
+    assert torch.allclose(rebuilt, keys) and counting.encoded == 2 * len(ids)
+    other = _CountingEmbedder(embedder)
+    other.model_name = "another-encoder"  # another sentence encoder is another file
+    monkeypatch.setattr(word_prompt, "_VOCABULARIES", {})
+    word_keys(tokenizer, other)
+    assert other.encoded == len(ids) and len(list((tmp_path / "word-keys").glob("*.npy"))) == 2

@@ -18,21 +18,30 @@ LLM can already read:
   the rest the second (recent). A short text lead (``word_lead``, "User interests:") goes first.
 
 The map and the temperature train; keys and word embeddings stay fixed (they are rebuilt from the
-tokenizer, the LLM and the sentence encoder, never saved). Placed first, like a soft prompt.
+tokenizer, the LLM and the sentence encoder, never saved with an adapter). Placed first, like a soft
+prompt. Encoding some 30,000 words takes about a minute on one thread, so the keys are also kept
+under ``$JOURNEYS_CACHE/word-keys``, named by a hash of the sentence encoder and the word list: any
+change of either is a new file, and a file that does not read back as the right shape is rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
+import tempfile
 
+import numpy as np
 import torch
 from torch import nn
 
+from journeys.embedding import Embedder, model_identity
+from journeys.llms import cache_dir
 from tuning.uqa_llm import masked_mean
 
 WORD = re.compile(r"[A-Za-z]{3,}")
-_VOCABULARIES: dict[tuple, tuple[list[int], torch.Tensor]] = {}  # one encoding of a vocabulary per process
+_VOCABULARIES: dict[str, tuple[list[int], torch.Tensor]] = {}  # read once per process
 
 
 def vocabulary_words(tokenizer) -> list[tuple[int, str]]:
@@ -52,14 +61,44 @@ def vocabulary_words(tokenizer) -> list[tuple[int, str]]:
 
 def word_keys(tokenizer, embedder) -> tuple[list[int], torch.Tensor]:
     """Token ids of the vocabulary's words and their unit-length sentence-encoder embeddings [V, d]."""
-    cache_key = (getattr(tokenizer, "name_or_path", ""), len(tokenizer), embedder.model_name)
-    if cache_key not in _VOCABULARIES:
-        words = vocabulary_words(tokenizer)
-        if not words:
-            raise ValueError("the LLM's vocabulary has no whole-word tokens: the words mode cannot build its prompt")
-        keys = torch.as_tensor(embedder.encode([w for _, w in words]), dtype=torch.float32)
-        _VOCABULARIES[cache_key] = ([i for i, _ in words], nn.functional.normalize(keys, dim=-1))
-    return _VOCABULARIES[cache_key]
+    words = vocabulary_words(tokenizer)
+    if not words:
+        raise ValueError("the LLM's vocabulary has no whole-word tokens: the words mode cannot build its prompt")
+    texts = [w for _, w in words]
+    digest = hashlib.sha256("\n".join([model_identity(embedder.model_name), *texts]).encode()).hexdigest()[:24]
+    if digest not in _VOCABULARIES:
+        path = cache_dir() / "word-keys" / f"{digest}.npy"
+        keys = _read_keys(path, len(texts))
+        if keys is None:
+            keys = np.asarray(embedder.encode(texts), dtype=np.float32)
+            _write_keys(path, keys)
+        _VOCABULARIES[digest] = ([i for i, _ in words], nn.functional.normalize(torch.from_numpy(keys), dim=-1))
+    return _VOCABULARIES[digest]
+
+
+def _read_keys(path, rows: int) -> np.ndarray | None:
+    """The cached keys, or None when the file is missing, unreadable or not a row per word (then rebuilt)."""
+    try:
+        keys = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    good = keys.ndim == 2 and keys.shape[0] == rows and keys.dtype == np.float32 and np.isfinite(keys).all()
+    return keys if good else None
+
+
+def _write_keys(path, keys: np.ndarray) -> None:
+    """Written beside and renamed into place, so a killed run never leaves a half file under the name;
+    a cache that cannot be written only costs the next run the encoding."""
+    scratch = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+            scratch = handle.name
+            np.save(handle, keys, allow_pickle=False)
+        os.replace(scratch, path)
+    except OSError:
+        if scratch and os.path.exists(scratch):
+            os.unlink(scratch)
 
 
 class WordPrompt(nn.Module):
@@ -106,8 +145,6 @@ class WordPrompt(nn.Module):
 
 
 def build_word_prompt(width: int, tokens: int, temperature: float, lead: str, llm, tokenizer) -> WordPrompt:
-    from journeys.embedding import Embedder
-
     ids, keys = word_keys(tokenizer, Embedder())
     table = llm.get_input_embeddings().weight.detach()
     embeddings = table[torch.tensor(ids)].clone().float()
