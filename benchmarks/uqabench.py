@@ -38,7 +38,9 @@ Steps, all in this process (``--torch_threads``, default 1):
 7. with ``--movielens DIR`` (ml-latest-small): the main rows on MovieLens converted with
    ``journeys convert movielens``, its first ``--movielens_users`` users.
 
-``--sections`` picks the steps 4-7 to run; ``OUT/results.json`` is rewritten after each, so a
+``--rows`` runs only the accuracy rows whose name holds one of its fragments (and the no-history
+row, which the paired differences need), e.g. ``--rows "journey x words4"`` after a change of
+``--word_temperature`` (the words4 rows' softmax temperature). ``--sections`` picks the steps 4-7 to run; ``OUT/results.json`` is rewritten after each, so a
 stopped run keeps what it finished. Run from the repository root:
 
     python benchmarks/uqabench.py --out uqa-bench
@@ -158,54 +160,54 @@ def pretrain_sequence(paths: dict, out: Path, config: SequenceEncoderConfig, nam
 
 
 def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: dict, strategies,
-                   text_budget: int, samples: int, save) -> dict:
+                   text_budget: int, samples: int, save, rows: list[str] | None = None) -> dict:
     """Every row at the same step budget, with intervals and paired differences against the trained
-    no-history row; ``save(table)`` after each row, so a stopped run keeps the rows it finished."""
+    no-history row; ``save(table)`` after each row, so a stopped run keeps the rows it finished.
+    With ``rows`` (name fragments), only the rows whose name holds one of them, and no history."""
     questions = eval_questions(data, SplitConfig())
     table, reference = {}, None
 
-    def add(name, report, started):
+    def add(name, compute):
+        if rows and reference is not None and not any(fragment in name for fragment in rows):
+            return None
+        started = time.perf_counter()
+        report = compute()
         table[name] = {**row(report, questions, reference, samples),
                        "seconds": round(time.perf_counter() - started, 1)}
         cell = table[name]["intervals"]["interest_perception"]
         log(f"{name}: interest {cell['accuracy']} [{cell['low']}, {cell['high']}], overall {table[name]['overall']}")
         save(table)
+        return report
 
-    started = time.perf_counter()
-    none = evaluate_aligned(align(data, llm, {"source": "none"}, MODES["soft1"], align_config), data)
+    soft1 = MODES["soft1"]
+    none = add("trained: no history (soft1)",
+               lambda: evaluate_aligned(align(data, llm, {"source": "none"}, soft1, align_config), data))
     reference = none["predictions"]
-    add("trained: no history (soft1)", none, started)
-    started = time.perf_counter()
     add("trained: random embedding (soft1)",
-        evaluate_aligned(align(data, llm, {"source": "random"}, MODES["soft1"], align_config), data), started)
-    started = time.perf_counter()
-    text = align(data, llm, {"source": "text"}, MODES["soft1"], replace(align_config, strategy="lora"),
-                 context=text_budget)
-    add(f"trained: text prompt <= {text_budget} tokens + LoRA", evaluate_aligned(text, data), started)
+        lambda: evaluate_aligned(align(data, llm, {"source": "random"}, soft1, align_config), data))
+    add(f"trained: text prompt <= {text_budget} tokens + LoRA",
+        lambda: evaluate_aligned(align(data, llm, {"source": "text"}, soft1, replace(align_config, strategy="lora"),
+                                       context=text_budget), data))
     for encoder, spec in encoders.items():
         for mode, adapter in modes.items():
-            started = time.perf_counter()
-            add(f"{encoder} x {mode}", evaluate_aligned(align(data, llm, spec, adapter, align_config), data), started)
+            add(f"{encoder} x {mode}", lambda spec=spec, adapter=adapter:
+                evaluate_aligned(align(data, llm, spec, adapter, align_config), data))
     for strategy, label in strategies:  # the other strategies: LoRA on each encoder, encoder training on llama
         runs = [("journey", "soft1"), ("journey", "words4"), ("llama", "soft1")] if strategy == "lora" else \
             [("llama", "soft1")]
         for encoder, mode in runs:
-            if encoder not in encoders or mode not in modes:
-                continue
-            started = time.perf_counter()
-            aligned = align(data, llm, encoders[encoder], MODES[mode], replace(align_config, strategy=strategy))
-            add(f"{encoder} x {mode} ({label})", evaluate_aligned(aligned, data), started)
+            if encoder in encoders and mode in modes:
+                config = replace(align_config, strategy=strategy)
+                add(f"{encoder} x {mode} ({label})", lambda encoder=encoder, mode=mode, config=config:
+                    evaluate_aligned(align(data, llm, encoders[encoder], modes[mode], config), data))
     for baseline, label in (("none", "no history"), ("text", f"text prompt <= {text_budget} tokens")):
-        started = time.perf_counter()
-        add(f"zero-shot: {label}", evaluate_baseline(baseline, data, llm, context=text_budget,
-                                                     answer=align_config.answer), started)
+        add(f"zero-shot: {label}", lambda baseline=baseline: evaluate_baseline(
+            baseline, data, llm, context=text_budget, answer=align_config.answer))
     if "words4" in modes:
-        started = time.perf_counter()
-        add("untrained: journey x words4", evaluate_aligned(untrained(data, llm, encoders["journey"], MODES["words4"],
-                                                                      align_config), data), started)
-    started = time.perf_counter()
-    add("no LLM: option nearest the journey embedding", nearest_option_readout(data, encoders["journey"]["path"],
-                                                                              questions), started)
+        add("untrained: journey x words4", lambda: evaluate_aligned(
+            untrained(data, llm, encoders["journey"], modes["words4"], align_config), data))
+    add("no LLM: option nearest the journey embedding",
+        lambda: nearest_option_readout(data, encoders["journey"]["path"], questions))
     return table
 
 
@@ -411,6 +413,10 @@ def main(argv=None) -> int:
                         help="which of accuracy, efficiency, scaling, movielens to run")
     parser.add_argument("--movielens", default=None, help="ml-latest-small folder: also the main rows on it")
     parser.add_argument("--movielens_users", type=int, default=40, help="MovieLens users (default 40)")
+    parser.add_argument("--rows", default=None, help="accuracy: only the rows whose name holds one of these "
+                        "comma-separated fragments (the no-history row always runs: the paired differences need it)")
+    parser.add_argument("--word_temperature", type=float, default=AdapterConfig.word_temperature,
+                        help=f"words4 rows: the words' softmax temperature (default {AdapterConfig.word_temperature})")
     parser.add_argument("--answer", default=DEFAULT_ANSWER, choices=ANSWERS,
                         help=f"how the LLM answers, every row (default {DEFAULT_ANSWER}; letter: UQABench's generated "
                              "letter; see tuning/uqa_answers.py)")
@@ -428,7 +434,7 @@ def main(argv=None) -> int:
                                loss_questions=32, answer=args.answer)
     results = {"settings": {"quick": args.quick, "llm": llm or "smollm2-135m-instruct", "users": users,
                             "align": align_config.__dict__, "text_budget": args.text_budget,
-                            "practice": args.practice,
+                            "practice": args.practice, "word_temperature": args.word_temperature,
                             "bootstrap": args.bootstrap, "split": SplitConfig().__dict__}}
 
     def save(**parts):
@@ -450,12 +456,15 @@ def main(argv=None) -> int:
     unknown = sorted(set(chosen) - set(MODES))
     if unknown:
         parser.error(f"unknown --modes {', '.join(unknown)}: choose from {', '.join(MODES)}")
-    modes = {k: MODES[k] for k in chosen}
+    rows = args.rows.split(",") if args.rows else None
+    results["settings"]["rows"] = rows
+    modes = {k: replace(MODES[k], word_temperature=args.word_temperature) if k == "words4" else MODES[k]
+             for k in chosen}
     strategies = (("lora", "LoRA + adapter"),) if args.quick else (("encoder", "encoder + adapter"),
                                                                    ("lora", "LoRA + adapter"))
     if "accuracy" in sections:
         accuracy_table(data, encoders, llm, align_config, modes, strategies, args.text_budget, args.bootstrap,
-                       lambda table: save(accuracy=table))
+                       lambda table: save(accuracy=table), rows)
     if "efficiency" in sections:
         save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), repeats))
     if "scaling" in sections and not args.quick:
@@ -468,9 +477,9 @@ def main(argv=None) -> int:
         folder, _ = pretrain_sequence(ml_paths, out / "movielens", SequenceEncoderConfig(kind="llama"), "llama")
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
                        "llama": {"source": "sequence", "path": folder}}
-        ml_modes = {k: MODES[k] for k in ("soft1", "words4") if k in modes}
+        ml_modes = {k: modes[k] for k in ("soft1", "words4") if k in modes}
         accuracy_table(ml_data, ml_encoders, llm, align_config, ml_modes, (), args.text_budget,
-                       args.bootstrap, lambda table: save(movielens=table))
+                       args.bootstrap, lambda table: save(movielens=table), rows)
     save()
     print_tables(results)
     print(f"\nwall time {results['wall_seconds']} s; figures in {out / 'results.json'}")
