@@ -40,14 +40,16 @@ Steps, all in this process (``--torch_threads``, default 1):
 
 ``--rows`` runs only the accuracy rows whose name holds one of its fragments (and the no-history
 row, which the paired differences need), e.g. ``--rows "journey x words4"`` after a change of
-``--word_temperature`` (the words4 rows' softmax temperature). ``--sections`` picks the steps 4-7 to run; ``OUT/results.json`` is rewritten after each, so a
-stopped run keeps what it finished. Run from the repository root:
+``--word_temperature`` (the words4 rows' softmax temperature). ``--sections`` picks the steps 4-7
+to run; ``OUT/results.json`` is rewritten after each, so a stopped run keeps what it finished.
+Run from the repository root:
 
     python benchmarks/uqabench.py --out uqa-bench
     python benchmarks/uqabench.py --quick --out uqa-bench-quick
 
 ``--quick`` (the reduced run): 30 users, 30 steps of 8, the journey and LLaMA-style encoders with
-the one-token soft prompt only, LoRA + adapter, efficiency with 3 repeats, no sweep.
+the one-token soft prompt only, LoRA + adapter, efficiency with 3 repeats, no sweep unless
+``--sections`` names it (its grid: ``--sweep_widths``, ``--sweep_depths``, ``--sweep_histories``).
 It writes ``OUT/results.json`` (every figure), ``OUT/scaling.svg`` and prints the tables.
 """
 
@@ -292,8 +294,9 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
     return results
 
 
-def scaling(data, paths: dict, out: Path, llm: str, widths, depths, lengths, align_config, encoder_epochs) -> list:
-    results = []
+def scaling(data, paths: dict, out: Path, llm: str, widths, depths, lengths, align_config, encoder_epochs,
+            samples: int) -> list:
+    questions, results = eval_questions(data, SplitConfig()), []
     for width in widths:
         for depth in depths:
             for length in lengths:
@@ -302,7 +305,7 @@ def scaling(data, paths: dict, out: Path, llm: str, widths, depths, lengths, ali
                 folder, ranking = pretrain_sequence(paths, out, config, f"sweep-{width}-{depth}-{length}")
                 aligned = align(data, llm, {"source": "sequence", "path": folder}, MODES["soft1"], align_config)
                 results.append({"width": width, "depth": depth, "history": length, **ranking,
-                                **row(evaluate_aligned(aligned, data))})
+                                **row(evaluate_aligned(aligned, data), questions, samples=samples)})
                 log(f"sweep width {width} depth {depth} history {length}: {results[-1]['interest_perception']}")
     return results
 
@@ -384,10 +387,12 @@ def print_tables(results: dict) -> None:
         return
     print("\nScaling sweep: LLaMA-style encoder, one-token soft prompt")
     print(f"{'width':>6} {'depth':>6} {'history':>8} {'recall@10':>10} "
-          + " ".join(f"{short[d]:>14}" for d in DIMENSIONS) + f" {'overall':>8}")
+          + " ".join(f"{short[d]:>14}" for d in DIMENSIONS) + f" {'overall [95%]':>22}")
     for r in results["scaling"]:
+        overall = r["intervals"]["overall"]
         print(f"{r['width']:>6} {r['depth']:>6} {r['history']:>8} {r['recall@10']:>10.3f} "
-              + " ".join(f"{r[d]:>14.3f}" for d in DIMENSIONS) + f" {r['overall']:>8.3f}")
+              + " ".join(f"{r[d]:>14.3f}" for d in DIMENSIONS)
+              + f" {overall['accuracy']:.3f} [{overall['low']:.3f},{overall['high']:.3f}]")
 
 
 def main(argv=None) -> int:
@@ -409,8 +414,12 @@ def main(argv=None) -> int:
                         "(default 20; --quick 3)")
     parser.add_argument("--modes", default=None, help=f"integration modes of the accuracy table, comma-separated "
                         f"(default all: {','.join(MODES)}; --quick soft1)")
-    parser.add_argument("--sections", default="accuracy,efficiency,scaling,movielens",
-                        help="which of accuracy, efficiency, scaling, movielens to run")
+    parser.add_argument("--sections", default=None, help="which of accuracy, efficiency, scaling, movielens "
+                        "to run (default all; --quick accuracy,efficiency,movielens)")
+    parser.add_argument("--sweep_widths", default="32,64", help="scaling sweep: encoder widths (default 32,64)")
+    parser.add_argument("--sweep_depths", default="1,2", help="scaling sweep: encoder depths (default 1,2)")
+    parser.add_argument("--sweep_histories", default="10,25,50",
+                        help="scaling sweep: history lengths N the encoders read (default 10,25,50)")
     parser.add_argument("--movielens", default=None, help="ml-latest-small folder: also the main rows on it")
     parser.add_argument("--movielens_users", type=int, default=40, help="MovieLens users (default 40)")
     parser.add_argument("--rows", default=None, help="accuracy: only the rows whose name holds one of these "
@@ -423,7 +432,8 @@ def main(argv=None) -> int:
     parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
-    sections = set(args.sections.split(","))
+    sections = set((args.sections or ("accuracy,efficiency,movielens" if args.quick else
+                                      "accuracy,efficiency,scaling,movielens")).split(","))
     users = args.users or (30 if args.quick else 200)
     steps = args.steps or (30 if args.quick else 60)
     repeats = args.repeats or (3 if args.quick else 20)
@@ -467,9 +477,10 @@ def main(argv=None) -> int:
                        lambda table: save(accuracy=table), rows)
     if "efficiency" in sections:
         save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), repeats))
-    if "scaling" in sections and not args.quick:
-        widths, depths, lengths = (32, 64), (1, 2), (10, 25, 50)
-        save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10))
+    if "scaling" in sections:
+        widths, depths, lengths = ([int(v) for v in option.split(",")]
+                                   for option in (args.sweep_widths, args.sweep_depths, args.sweep_histories))
+        save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10, args.bootstrap))
         (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
     if "movielens" in sections and args.movielens:
         ml_paths = prepare(out / "movielens", args.movielens_users, args.practice, args.movielens)
