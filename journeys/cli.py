@@ -438,7 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "learning_rate", "validation_share") else int
             parser_.add_argument(f"--{f.name}", type=kind, default=None,
                                  choices=("lora", "full") if f.name == "method" else None,
-                                 help=f.metadata["help"] + ("" if f.default is None else f" (default {f.default})"))
+                                 # finetune offers lora | full; prompt tuning has its own command
+                                 help=("lora (LoRA updates) | full (every weight)" if f.name == "method"
+                                       else f.metadata["help"])
+                                 + ("" if f.default is None else f" (default {f.default})"))
 
     evaluation = commands.add_parser("eval", help="evaluate outputs against ground truth")
     evals = evaluation.add_subparsers(dest="target", required=True, metavar="TARGET")
