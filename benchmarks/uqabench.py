@@ -126,9 +126,11 @@ def row(report: dict, questions: list[dict] | None = None, reference: dict | Non
     return cells
 
 
-def prepare(out: Path, users: int, practice: int, movielens: str | None = None) -> dict:
+def prepare(out: Path, users: int, practice: int, threads: int, movielens: str | None = None) -> dict:
     """The data (the sample with ``users`` users, or MovieLens' first ``users`` users), its question set,
-    and the journey encoder's embeddings of the question users."""
+    and the journey encoder's embeddings of the question users. The pipelines get ``threads`` too:
+    left to choose, they would set this process's torch threads to the machine's cores for the rest of
+    the run."""
     paths = {"sample": out / "sample", "questions": out / "q", "journeys": out / "hx", "embeddings": out / "emb"}
     if movielens:
         converted = out / "converted"
@@ -147,10 +149,10 @@ def prepare(out: Path, users: int, practice: int, movielens: str | None = None) 
     history = str(paths["questions"] / "history.parquet")
     log("extracting journeys from the history and encoding them (journey encoder)")
     quiet(cli.main, ["extract", "--events", history, "--items", items, "--out", str(paths["journeys"]),
-                     "--runner=FnApiRunner"])
+                     "--runner=FnApiRunner", f"--torch_threads={threads}"])
     quiet(cli.main, ["encode", "--journeys", str(paths["journeys"] / "journeys"), "--users",
                      str(paths["questions"] / "questions.jsonl"), "--out", str(paths["embeddings"]),
-                     "--runner=FnApiRunner"])
+                     "--runner=FnApiRunner", f"--torch_threads={threads}"])
     return {**{k: str(v) for k, v in paths.items()}, "items": items, "history": history}
 
 
@@ -452,7 +454,7 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    paths = prepare(out, users, args.practice)
+    paths = prepare(out, users, args.practice, args.torch_threads)
     data = load_question_data(paths["questions"], paths["items"])
     log(f"{len(data.questions)} questions of {users} users, {len(data.practice)} practice questions")
     log("pre-training sequence encoders")
@@ -483,7 +485,8 @@ def main(argv=None) -> int:
         save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10, args.bootstrap))
         (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
     if "movielens" in sections and args.movielens:
-        ml_paths = prepare(out / "movielens", args.movielens_users, args.practice, args.movielens)
+        ml_paths = prepare(out / "movielens", args.movielens_users, args.practice, args.torch_threads,
+                           args.movielens)
         ml_data = load_question_data(ml_paths["questions"], ml_paths["items"])
         folder, _ = pretrain_sequence(ml_paths, out / "movielens", SequenceEncoderConfig(kind="llama"), "llama")
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
