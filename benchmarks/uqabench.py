@@ -360,6 +360,8 @@ def _accuracy_table(title: str, table: dict) -> None:
     for name, cells in table.items():
         iv = cells["intervals"]
         def diff(cell):
+            if "difference" not in cell:  # the no-history row is the reference itself
+                return "(reference)"
             return f"{cell['difference']:+.3f} [{cell['difference_low']:+.3f},{cell['difference_high']:+.3f}]"
         print(f"{name:44} " + " ".join(f"{cells[d]:>8.3f}" for d in DIMENSIONS)
               + f" {iv['overall']['accuracy']:.3f} [{iv['overall']['low']:.3f},{iv['overall']['high']:.3f}]"
