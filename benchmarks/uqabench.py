@@ -47,9 +47,11 @@ Run from the repository root:
     python benchmarks/uqabench.py --out uqa-bench
     python benchmarks/uqabench.py --quick --out uqa-bench-quick
 
-``--quick`` (the reduced run): 30 users, 30 steps of 8, the journey and LLaMA-style encoders with
-the one-token soft prompt only, LoRA + adapter, efficiency with 3 repeats, no sweep unless
-``--sections`` names it (its grid: ``--sweep_widths``, ``--sweep_depths``, ``--sweep_histories``).
+``--quick`` (the reduced run, the sizes of the README's tables): 60 users, 20 steps of 8, the journey
+and LLaMA-style encoders with the four-word-token mode only, LoRA + adapter, the text prompt cut to
+128 tokens, efficiency with 3 repeats, no sweep unless ``--sections`` names it (its grid:
+``--sweep_widths``, ``--sweep_depths``, ``--sweep_histories``). On a 2-core machine its accuracy
+section takes about 70 minutes, efficiency 3, the MovieLens rows (40 users) about 20.
 It writes ``OUT/results.json`` (every figure), ``OUT/scaling.svg`` and prints the tables.
 """
 
@@ -405,19 +407,20 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the reduced run (see above)")
     parser.add_argument("--llm", default=None, help="the frozen LLM (default: the packaged smollm2-135m-instruct; "
                         "gemma-3-270m, a .gguf file, a Hugging Face folder, or a folder from `uqabench llm`)")
-    parser.add_argument("--users", type=int, default=None, help="sample users (default 200; --quick 30)")
+    parser.add_argument("--users", type=int, default=None, help="sample users (default 200; --quick 60)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps of every trained row "
-                        "(default 60; --quick 30)")
+                        "(default 60; --quick 20)")
     parser.add_argument("--batch_size", type=int, default=8, help="questions per step (default 8)")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     parser.add_argument("--practice", type=int, default=4, help="practice question sets for training "
                         "(`uqabench build --practice`; default 4, 0: none)")
-    parser.add_argument("--text_budget", type=int, default=256, help="text prompt: tokens at most (default 256)")
+    parser.add_argument("--text_budget", type=int, default=None,
+                        help="text prompt: tokens at most (default 256; --quick 128)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of users (default 1000)")
     parser.add_argument("--repeats", type=int, default=None, help="latency: timed forward passes per cell "
                         "(default 20; --quick 3)")
     parser.add_argument("--modes", default=None, help=f"integration modes of the accuracy table, comma-separated "
-                        f"(default all: {','.join(MODES)}; --quick soft1)")
+                        f"(default all: {','.join(MODES)}; --quick words4)")
     parser.add_argument("--sections", default=None, help="which of accuracy, efficiency, scaling, movielens "
                         "to run (default all; --quick accuracy,efficiency,movielens)")
     parser.add_argument("--sweep_widths", default="32,64", help="scaling sweep: encoder widths (default 32,64)")
@@ -438,8 +441,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.torch_threads)
     sections = set((args.sections or ("accuracy,efficiency,movielens" if args.quick else
                                       "accuracy,efficiency,scaling,movielens")).split(","))
-    users = args.users or (30 if args.quick else 200)
-    steps = args.steps or (30 if args.quick else 60)
+    users = args.users or (60 if args.quick else 200)
+    steps = args.steps or (20 if args.quick else 60)
+    text_budget = args.text_budget or (128 if args.quick else 256)
     repeats = args.repeats or (3 if args.quick else 20)
     out = Path(args.out)
     started = time.perf_counter()
@@ -447,7 +451,7 @@ def main(argv=None) -> int:
     align_config = AlignConfig(steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                loss_questions=32, answer=args.answer)
     results = {"settings": {"quick": args.quick, "llm": llm or "smollm2-135m-instruct", "users": users,
-                            "align": align_config.__dict__, "text_budget": args.text_budget,
+                            "align": align_config.__dict__, "text_budget": text_budget,
                             "practice": args.practice, "word_temperature": args.word_temperature,
                             "bootstrap": args.bootstrap, "split": SplitConfig().__dict__}}
 
@@ -466,7 +470,7 @@ def main(argv=None) -> int:
         folder, ranking[kind] = pretrain_sequence(paths, out, SequenceEncoderConfig(kind=kind), kind)
         encoders[kind] = {"source": "sequence", "path": folder}
     results["settings"]["sequence_encoders"] = ranking
-    chosen = args.modes.split(",") if args.modes else ["soft1"] if args.quick else list(MODES)
+    chosen = args.modes.split(",") if args.modes else ["words4"] if args.quick else list(MODES)
     unknown = sorted(set(chosen) - set(MODES))
     if unknown:
         parser.error(f"unknown --modes {', '.join(unknown)}: choose from {', '.join(MODES)}")
@@ -477,7 +481,7 @@ def main(argv=None) -> int:
     strategies = (("lora", "LoRA + adapter"),) if args.quick else (("encoder", "encoder + adapter"),
                                                                    ("lora", "LoRA + adapter"))
     if "accuracy" in sections:
-        accuracy_table(data, encoders, llm, align_config, modes, strategies, args.text_budget, args.bootstrap,
+        accuracy_table(data, encoders, llm, align_config, modes, strategies, text_budget, args.bootstrap,
                        lambda table: save(accuracy=table), rows)
     if "efficiency" in sections:
         save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), repeats))
@@ -494,7 +498,7 @@ def main(argv=None) -> int:
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
                        "llama": {"source": "sequence", "path": folder}}
         ml_modes = {k: modes[k] for k in ("soft1", "words4") if k in modes}
-        accuracy_table(ml_data, ml_encoders, llm, align_config, ml_modes, (), args.text_budget,
+        accuracy_table(ml_data, ml_encoders, llm, align_config, ml_modes, (), text_budget,
                        args.bootstrap, lambda table: save(movielens=table), rows)
     save()
     print_tables(results)
