@@ -371,30 +371,36 @@ def _accuracy_table(title: str, table: dict) -> None:
 
 
 def print_tables(results: dict) -> None:
-    short = {"sequence_understanding": "seq. underst.", "action_prediction": "action pred.",
-             "interest_perception": "interest perc."}
     if "accuracy" in results:
         _accuracy_table("Accuracy on the held-out users' questions (UQABench rule: the answer starts with the "
                         "gold letter)", results["accuracy"])
     if "movielens" in results:
         _accuracy_table("MovieLens: the main rows", results["movielens"])
-    if "efficiency" not in results:
-        return
+    if "efficiency" in results:
+        _efficiency_table(results["efficiency"])
+    if "scaling" in results:
+        _scaling_table(results["scaling"])
+
+
+def _efficiency_table(efficiency: dict) -> None:
     print("\nEfficiency: text prompt with the whole history against the user-embedding modes (batch of one)")
     print(f"{'history':>8} {'mode':>11} {'tokens':>7} {'median ms':>10} {'token ratio':>12} {'latency ratio':>14}")
-    for length, cell in results["efficiency"].items():
+    for length, cell in efficiency.items():
         if "skipped" in cell:
             print(f"{length:>8} skipped: {cell['skipped']}")
             continue
         for mode, figures in cell.items():
             print(f"{length:>8} {mode:>11} {figures['prompt_tokens']:>7} {figures['latency_ms']:>10.2f} "
                   f"{figures.get('token_ratio', 1.0):>12.2f} {figures.get('latency_ratio', 1.0):>14.2f}")
-    if "scaling" not in results:
-        return
+
+
+def _scaling_table(scaling: list) -> None:
+    short = {"sequence_understanding": "seq. underst.", "action_prediction": "action pred.",
+             "interest_perception": "interest perc."}
     print("\nScaling sweep: LLaMA-style encoder, one-token soft prompt")
     print(f"{'width':>6} {'depth':>6} {'history':>8} {'recall@10':>10} "
           + " ".join(f"{short[d]:>14}" for d in DIMENSIONS) + f" {'overall [95%]':>22}")
-    for r in results["scaling"]:
+    for r in scaling:
         overall = r["intervals"]["overall"]
         print(f"{r['width']:>6} {r['depth']:>6} {r['history']:>8} {r['recall@10']:>10.3f} "
               + " ".join(f"{r[d]:>14.3f}" for d in DIMENSIONS)
