@@ -315,13 +315,19 @@ def scaling(data, paths: dict, out: Path, llm: str, widths, depths, lengths, ali
 
 
 def svg_plot(results: list, metric: str = "interest_perception") -> str:
-    """Accuracy against history length, one line per width x depth: a small hand-written SVG."""
+    """Accuracy against history length, one line per width x depth, with its 95% interval over users
+    as a bar where the row has one: a small hand-written SVG. The axis starts at zero so that
+    differences within noise do not look like trends."""
     lengths = sorted({r["history"] for r in results})
-    values = [r[metric] for r in results]
-    low, high = min(values + [0.25]) - 0.02, max(values) + 0.02
-    w, h, left, bottom, top, right = 680, 320, 60, 40, 30, 150
+
+    def interval(r):
+        cell = r.get("intervals", {}).get(metric)
+        return (cell["low"], cell["high"]) if cell else (r[metric], r[metric])
+
+    low, high = 0.0, min(1.0, max([0.25] + [interval(r)[1] for r in results]) + 0.05)
+    w, h, left, bottom, top, right = 680, 320, 60, 40, 40, 150
     def x(n):
-        return left + (lengths.index(n) / max(len(lengths) - 1, 1)) * (w - left - right)
+        return left + 20 + (lengths.index(n) / max(len(lengths) - 1, 1)) * (w - left - right - 40)
 
     def y(v):
         return h - bottom - (v - low) / (high - low) * (h - bottom - top)
@@ -330,10 +336,11 @@ def svg_plot(results: list, metric: str = "interest_perception") -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
              'font-size="11">', f'<text x="{left}" y="16" font-size="13">{metric.replace("_", " ")} accuracy '
              'against history length N (LLaMA-style encoder, one soft token)</text>',
+             f'<text x="{left}" y="31" fill="#555">bars: 95% bootstrap interval over users</text>',
              f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{y(0.25):.1f}" x2="{w - right}" y2="{y(0.25):.1f}" stroke="#999" '
-             'stroke-dasharray="4 3"/>', f'<text x="{w - right + 4}" y="{y(0.25) + 4:.1f}" fill="#999">chance</text>']
+             'stroke-dasharray="4 3"/>', f'<text x="{left + 4}" y="{y(0.25) - 4:.1f}" fill="#999">chance</text>']
     for n in lengths:
         parts.append(f'<text x="{x(n):.1f}" y="{h - bottom + 16}" text-anchor="middle">{n}</text>')
     parts.append(f'<text x="{(left + w - right) / 2}" y="{h - 6}" text-anchor="middle">history length N</text>')
@@ -342,12 +349,16 @@ def svg_plot(results: list, metric: str = "interest_perception") -> str:
         parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
     series = sorted({(r["width"], r["depth"]) for r in results})
     for i, (width, depth) in enumerate(series):
-        points = sorted((r["history"], r[metric]) for r in results if (r["width"], r["depth"]) == (width, depth))
+        rows = sorted((r for r in results if (r["width"], r["depth"]) == (width, depth)), key=lambda r: r["history"])
         colour = colours[i % len(colours)]
-        path = " ".join(f"{x(n):.1f},{y(v):.1f}" for n, v in points)
+        shift = 4 * (i - (len(series) - 1) / 2)  # side by side, so the bars do not hide each other
+        path = " ".join(f"{x(r['history']) + shift:.1f},{y(r[metric]):.1f}" for r in rows)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        parts += [f'<circle cx="{x(n):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>' for n, v in points]
-        parts.append(f'<text x="{w - right + 4}" y="{top + 14 * i + 20}" fill="{colour}">width {width}, '
+        for r in rows:
+            cx, (lo, hi) = x(r["history"]) + shift, interval(r)
+            parts += [f'<line x1="{cx:.1f}" y1="{y(lo):.1f}" x2="{cx:.1f}" y2="{y(hi):.1f}" stroke="{colour}"/>',
+                      f'<circle cx="{cx:.1f}" cy="{y(r[metric]):.1f}" r="3" fill="{colour}"/>']
+        parts.append(f'<text x="{w - right + 8}" y="{top + 14 * i + 10}" fill="{colour}">width {width}, '
                      f'depth {depth}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
