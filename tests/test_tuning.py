@@ -106,3 +106,9 @@ def test_bad_tuning_settings_are_refused():
         TuneConfig(method="qlora")
     with pytest.raises(ValueError, match="steps"):
         TuneConfig(steps=0)
+
+
+def test_steps_default_by_method_and_an_explicit_count_wins():
+    assert TuneConfig().steps == 200  # LoRA: the measured setting
+    assert TuneConfig(method="prompt").steps == 60 and TuneConfig(method="full").steps == 60
+    assert TuneConfig(steps=7).steps == 7
