@@ -103,6 +103,8 @@ MODES = {"soft1": AdapterConfig(mode="soft", soft_tokens=1), "soft4": AdapterCon
          "words4": AdapterConfig(mode="words", soft_tokens=4),
          "perceiver4": AdapterConfig(mode="perceiver", latents=4), "xattn": AdapterConfig(mode="xattn")}
 SEQUENCE_KINDS = ("sasrec", "gru4rec", "llama")
+# MovieLens rows of the hour-sized run (fragments of row names; the no-history row always runs)
+MOVIELENS_ROWS = ("random", "text prompt", "zero-shot", "untrained", "no LLM")
 
 
 def log(message: str) -> None:
@@ -166,12 +168,19 @@ def pretrain_sequence(paths: dict, out: Path, config: SequenceEncoderConfig, nam
 
 
 def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: dict, strategies,
-                   text_budget: int, samples: int, save, rows: list[str] | None = None) -> dict:
+                   text_budget: int, samples: int, save, rows: list[str] | None = None,
+                   references: dict | None = None) -> dict:
     """Every row at the same step budget, with intervals and paired differences against the trained
     no-history row; ``save(table)`` after each row, so a stopped run keeps the rows it finished.
-    With ``rows`` (name fragments), only the rows whose name holds one of them, and no history."""
+    With ``rows`` (name fragments), only the rows whose name holds one of them, and no history.
+    ``references``: the frozen LLM's no-user option scores of these questions, shared by the rows."""
     questions = eval_questions(data, SplitConfig())
     table, reference = {}, None
+    references = {} if references is None else references
+
+    def trained(spec, adapter, config, **options):
+        return evaluate_aligned(align(data, llm, spec, adapter, config, references=references, **options), data,
+                                references)
 
     def add(name, compute):
         if rows and reference is not None and not any(fragment in name for fragment in rows):
@@ -186,18 +195,14 @@ def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: 
         return report
 
     soft1 = MODES["soft1"]
-    none = add("trained: no history (soft1)",
-               lambda: evaluate_aligned(align(data, llm, {"source": "none"}, soft1, align_config), data))
+    none = add("trained: no history (soft1)", lambda: trained({"source": "none"}, soft1, align_config))
     reference = none["predictions"]
-    add("trained: random embedding (soft1)",
-        lambda: evaluate_aligned(align(data, llm, {"source": "random"}, soft1, align_config), data))
+    add("trained: random embedding (soft1)", lambda: trained({"source": "random"}, soft1, align_config))
     add(f"trained: text prompt <= {text_budget} tokens + LoRA",
-        lambda: evaluate_aligned(align(data, llm, {"source": "text"}, soft1, replace(align_config, strategy="lora"),
-                                       context=text_budget), data))
+        lambda: trained({"source": "text"}, soft1, replace(align_config, strategy="lora"), context=text_budget))
     for encoder, spec in encoders.items():
         for mode, adapter in modes.items():
-            add(f"{encoder} x {mode}", lambda spec=spec, adapter=adapter:
-                evaluate_aligned(align(data, llm, spec, adapter, align_config), data))
+            add(f"{encoder} x {mode}", lambda spec=spec, adapter=adapter: trained(spec, adapter, align_config))
     for strategy, label in strategies:  # the other strategies: LoRA on each encoder, encoder training on llama
         runs = [("journey", "soft1"), ("journey", "words4"), ("llama", "soft1")] if strategy == "lora" else \
             [("llama", "soft1")]
@@ -205,13 +210,13 @@ def accuracy_table(data, encoders: dict, llm, align_config: AlignConfig, modes: 
             if encoder in encoders and mode in modes:
                 config = replace(align_config, strategy=strategy)
                 add(f"{encoder} x {mode} ({label})", lambda encoder=encoder, mode=mode, config=config:
-                    evaluate_aligned(align(data, llm, encoders[encoder], modes[mode], config), data))
+                    trained(encoders[encoder], modes[mode], config))
     for baseline, label in (("none", "no history"), ("text", f"text prompt <= {text_budget} tokens")):
         add(f"zero-shot: {label}", lambda baseline=baseline: evaluate_baseline(
-            baseline, data, llm, context=text_budget, answer=align_config.answer))
+            baseline, data, llm, context=text_budget, answer=align_config.answer, references=references))
     if "words4" in modes:
         add("untrained: journey x words4", lambda: evaluate_aligned(
-            untrained(data, llm, encoders["journey"], modes["words4"], align_config), data))
+            untrained(data, llm, encoders["journey"], modes["words4"], align_config), data, references))
     add("no LLM: option nearest the journey embedding",
         lambda: nearest_option_readout(data, encoders["journey"]["path"], questions))
     return table
@@ -299,7 +304,7 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
 
 
 def scaling(data, paths: dict, out: Path, llm: str, widths, depths, lengths, align_config, encoder_epochs,
-            samples: int) -> list:
+            samples: int, references: dict | None = None) -> list:
     questions, results = eval_questions(data, SplitConfig()), []
     for width in widths:
         for depth in depths:
@@ -307,9 +312,10 @@ def scaling(data, paths: dict, out: Path, llm: str, widths, depths, lengths, ali
                 config = SequenceEncoderConfig(kind="llama", dim=width, layers=depth, heads=2, max_len=length,
                                                epochs=encoder_epochs)
                 folder, ranking = pretrain_sequence(paths, out, config, f"sweep-{width}-{depth}-{length}")
-                aligned = align(data, llm, {"source": "sequence", "path": folder}, MODES["soft1"], align_config)
+                aligned = align(data, llm, {"source": "sequence", "path": folder}, MODES["soft1"], align_config,
+                                references=references)
                 results.append({"width": width, "depth": depth, "history": length, **ranking,
-                                **row(evaluate_aligned(aligned, data), questions, samples=samples)})
+                                **row(evaluate_aligned(aligned, data, references), questions, samples=samples)})
                 log(f"sweep width {width} depth {depth} history {length}: {results[-1]['interest_perception']}")
     return results
 
@@ -421,29 +427,30 @@ def _scaling_table(scaling: list) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="work folder (sample, encoders, results)")
-    parser.add_argument("--quick", action="store_true", help="the reduced run (see above)")
+    parser.add_argument("--full", action="store_true", help="the whole grid at the larger sizes (see above)")
+    parser.add_argument("--quick", action="store_true", help="the default sizes without the scaling sweep")
     parser.add_argument("--llm", default=None, help="the frozen LLM (default: the packaged smollm2-135m-instruct; "
                         "gemma-3-270m, a .gguf file, a Hugging Face folder, or a folder from `uqabench llm`)")
-    parser.add_argument("--users", type=int, default=None, help="sample users (default 200; --quick 60)")
+    parser.add_argument("--users", type=int, default=None, help="sample users (default 60; --full 200)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps of every trained row "
-                        "(default 60; --quick 20)")
+                        "(default 20; --full 60)")
     parser.add_argument("--batch_size", type=int, default=8, help="questions per step (default 8)")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     parser.add_argument("--practice", type=int, default=4, help="practice question sets for training "
                         "(`uqabench build --practice`; default 4, 0: none)")
     parser.add_argument("--text_budget", type=int, default=None,
-                        help="text prompt: tokens at most (default 256; --quick 128)")
+                        help="text prompt: tokens at most (default 128; --full 256)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of users (default 1000)")
     parser.add_argument("--repeats", type=int, default=None, help="latency: timed forward passes per cell "
-                        "(default 20; --quick 3)")
+                        "(default 3; --full 20)")
     parser.add_argument("--modes", default=None, help=f"integration modes of the accuracy table, comma-separated "
-                        f"(default all: {','.join(MODES)}; --quick words4)")
+                        f"(default words4; --full all: {','.join(MODES)})")
     parser.add_argument("--sections", default=None, help="which of accuracy, efficiency, scaling, movielens "
                         "to run (default all; --quick accuracy,efficiency,movielens)")
     parser.add_argument("--sweep_widths", default="32,64", help="scaling sweep: encoder widths (default 32,64)")
     parser.add_argument("--sweep_depths", default="1,2", help="scaling sweep: encoder depths (default 1,2)")
-    parser.add_argument("--sweep_histories", default="10,25,50",
-                        help="scaling sweep: history lengths N the encoders read (default 10,25,50)")
+    parser.add_argument("--sweep_histories", default=None,
+                        help="scaling sweep: history lengths N the encoders read (default 10,50; --full 10,25,50)")
     parser.add_argument("--movielens", default=None, help="ml-latest-small folder: also the main rows on it")
     parser.add_argument("--movielens_users", type=int, default=40, help="MovieLens users (default 40)")
     parser.add_argument("--rows", default=None, help="accuracy: only the rows whose name holds one of these "
@@ -456,19 +463,23 @@ def main(argv=None) -> int:
     parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
+    if args.full and args.quick:
+        parser.error("--full and --quick are two different runs: give one")
     sections = set((args.sections or ("accuracy,efficiency,movielens" if args.quick else
                                       "accuracy,efficiency,scaling,movielens")).split(","))
-    users = args.users or (60 if args.quick else 200)
-    steps = args.steps or (20 if args.quick else 60)
-    text_budget = args.text_budget or (128 if args.quick else 256)
-    repeats = args.repeats or (3 if args.quick else 20)
+    small = not args.full
+    users = args.users or (60 if small else 200)
+    steps = args.steps or (20 if small else 60)
+    text_budget = args.text_budget or (128 if small else 256)
+    repeats = args.repeats or (3 if small else 20)
+    sweep_histories = args.sweep_histories or ("10,50" if small else "10,25,50")
     out = Path(args.out)
     started = time.perf_counter()
     llm = args.llm
     align_config = AlignConfig(steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                loss_questions=32, answer=args.answer)
-    results = {"settings": {"quick": args.quick, "llm": llm or "smollm2-135m-instruct", "users": users,
-                            "align": align_config.__dict__, "text_budget": text_budget,
+    results = {"settings": {"full": args.full, "quick": args.quick, "llm": llm or "smollm2-135m-instruct",
+                            "users": users, "align": align_config.__dict__, "text_budget": text_budget,
                             "practice": args.practice, "word_temperature": args.word_temperature,
                             "bootstrap": args.bootstrap, "split": SplitConfig().__dict__}}
 
@@ -483,11 +494,11 @@ def main(argv=None) -> int:
     log("pre-training sequence encoders")
     encoders = {"journey": {"source": "embeddings", "path": paths["embeddings"]}}
     ranking = {}
-    for kind in (("llama",) if args.quick else SEQUENCE_KINDS):
+    for kind in (("llama",) if small else SEQUENCE_KINDS):
         folder, ranking[kind] = pretrain_sequence(paths, out, SequenceEncoderConfig(kind=kind), kind)
         encoders[kind] = {"source": "sequence", "path": folder}
     results["settings"]["sequence_encoders"] = ranking
-    chosen = args.modes.split(",") if args.modes else ["words4"] if args.quick else list(MODES)
+    chosen = args.modes.split(",") if args.modes else ["words4"] if small else list(MODES)
     unknown = sorted(set(chosen) - set(MODES))
     if unknown:
         parser.error(f"unknown --modes {', '.join(unknown)}: choose from {', '.join(MODES)}")
@@ -495,17 +506,19 @@ def main(argv=None) -> int:
     results["settings"]["rows"] = rows
     modes = {k: replace(MODES[k], word_temperature=args.word_temperature) if k == "words4" else MODES[k]
              for k in chosen}
-    strategies = (("lora", "LoRA + adapter"),) if args.quick else (("encoder", "encoder + adapter"),
-                                                                   ("lora", "LoRA + adapter"))
+    strategies = (("lora", "LoRA + adapter"),) if small else (("encoder", "encoder + adapter"),
+                                                              ("lora", "LoRA + adapter"))
+    references = {}  # the frozen LLM's no-user option scores of the sample's questions, shared by every row
     if "accuracy" in sections:
         accuracy_table(data, encoders, llm, align_config, modes, strategies, text_budget, args.bootstrap,
-                       lambda table: save(accuracy=table), rows)
+                       lambda table: save(accuracy=table), rows, references)
     if "efficiency" in sections:
         save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), repeats))
     if "scaling" in sections:
         widths, depths, lengths = ([int(v) for v in option.split(",")]
-                                   for option in (args.sweep_widths, args.sweep_depths, args.sweep_histories))
-        save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10, args.bootstrap))
+                                   for option in (args.sweep_widths, args.sweep_depths, sweep_histories))
+        save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10, args.bootstrap,
+                             references))
         (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
     if "movielens" in sections and args.movielens:
         ml_paths = prepare(out / "movielens", args.movielens_users, args.practice, args.torch_threads,
@@ -515,8 +528,10 @@ def main(argv=None) -> int:
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
                        "llama": {"source": "sequence", "path": folder}}
         ml_modes = {k: modes[k] for k in ("soft1", "words4") if k in modes}
+        # the main rows: the trained encoder rows are the sample table's question, not MovieLens'
+        ml_rows = rows or (None if args.full else list(MOVIELENS_ROWS))
         accuracy_table(ml_data, ml_encoders, llm, align_config, ml_modes, (), text_budget,
-                       args.bootstrap, lambda table: save(movielens=table), rows)
+                       args.bootstrap, lambda table: save(movielens=table), ml_rows)
     save()
     print_tables(results)
     print(f"\nwall time {results['wall_seconds']} s; figures in {out / 'results.json'}")

@@ -20,7 +20,7 @@ from tuning.sequence_encoders import SequenceEncoderConfig, pretrain
 from tuning.uqa_adapters import AdapterConfig, UserLLM, build_adapter, llm_layers, llm_width
 from tuning.uqa_align import AlignConfig, _lora, align, evaluate_aligned, evaluate_baseline, load_aligned
 from tuning.uqa_answers import OptionScorer, option_log_likelihoods
-from tuning.uqa_llm import PromptBuilder, left_pad, load_llm, load_question_data
+from tuning.uqa_llm import PromptBuilder, left_pad, lm_batch, load_llm, load_question_data
 
 STEPS = AlignConfig(steps=3, batch_size=8, learning_rate=5e-3)
 ARCHITECTURES = {"llama": tiny_llama, "gemma3": tiny_gemma}
@@ -152,6 +152,59 @@ def test_option_likelihoods_equal_each_option_scored_alone(world, arch):
                 alone = sum(log_probs[len(prompt) - 1 + i, t].item() for i, t in enumerate(option))
                 assert value.item() == pytest.approx(alone, abs=1e-3)
     assert len({tuple(r.tolist()) for r in batched}) == 3  # the questions differ, so do their scores
+
+
+def _full_sequence_scores(model, builder, questions, prompts, states, state_mask):
+    """The four options scored the plain way: four whole sequences (prompt + option) per question."""
+    options = [builder.option(q, letter) for q in questions for letter in LETTERS]
+    ids, mask, labels = lm_batch([p for p in prompts for _ in LETTERS], options, builder.tokenizer.pad_token_id)
+    repeat = {"states": None, "state_mask": None} if states is None else \
+        {"states": states.repeat_interleave(4, 0), "state_mask": state_mask.repeat_interleave(4, 0)}
+    keep = max(map(len, options)) + 1
+    log_probs = torch.log_softmax(model(ids, mask, keep=keep, **repeat)[:, :-1].float(), -1)
+    targets = labels[:, -keep:][:, 1:]
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (targets != -100)).sum(-1).view(len(questions), 4)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("mode", ["none", "soft", "words", "perceiver", "xattn"])
+def test_a_shared_prompt_scores_and_trains_as_four_full_sequences(world, arch, mode):
+    """Each prompt runs once and its keys and values serve its four options: the scores and the
+    gradients equal those of four whole sequences, with LoRA on, open cross-attention gates, prompts
+    of different lengths (left padding) and longer than the Gemma model's sliding window (64)."""
+    tokenizer, llm = load_llm(world[arch])
+    torch.manual_seed(0)
+    llm = _lora(llm, 4)
+    for name, parameter in llm.named_parameters():
+        if "lora_B" in name:  # LoRA starts as the identity: make it change the model
+            parameter.data.normal_(0, 0.3)
+    adapter = None if mode == "none" else build_adapter(AdapterConfig(mode=mode, soft_tokens=2), 16, llm_width(llm),
+                                                        llm_layers(llm), llm, tokenizer)
+    for name, parameter in (adapter.named_parameters() if adapter is not None else ()):
+        if name.endswith("_gate"):
+            parameter.data.fill_(0.7)
+    model = UserLLM(llm, adapter)
+    data = world["data"]
+    builder = PromptBuilder(tokenizer, data.items, 256)
+    questions = data.questions[:3]
+    prompts = [builder.prompt(q, data.histories[q["user_id"]][-k:], options=False)
+               for q, k in zip(questions, (2, 9, 30))]
+    assert max(map(len, prompts)) > 64 and len(set(map(len, prompts))) == 3
+    states, state_mask = (None, None) if adapter is None else (torch.randn(3, 5, 16), torch.rand(3, 5) > 0.3)
+    if state_mask is not None:
+        state_mask[:, 0] = True
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    gradients = []
+    for score in (option_log_likelihoods, _full_sequence_scores):
+        model.zero_grad()
+        scores = score(model, builder, questions, prompts, states, state_mask)
+        (scores * torch.arange(1.0, 13.0).view(3, 4)).sum().backward()
+        gradients.append((scores.detach(), [p.grad.clone() for p in trainable]))
+    (shared, shared_grads), (full, full_grads) = gradients
+    assert torch.allclose(shared, full, atol=1e-4), (shared - full).abs().max()
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(shared_grads, full_grads))
+    assert any(g.abs().sum() > 0 for g in shared_grads)
 
 
 def test_the_calibration_reference_is_the_llm_without_lora(world):

@@ -25,12 +25,13 @@ dropped from the output, so labels line up with the ids) and decodes greedily.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from tuning.uqa_llm import masked_mean, positions
+from tuning.uqa_llm import masked_mean, positions, right_pad
 
 MODES = ("soft", "words", "perceiver", "xattn")
 
@@ -165,6 +166,13 @@ class CrossAttentionAdapter(nn.Module):
         self._context = None if states is None else (self.project(states), mask.bool())
 
 
+def _cache_argument(llm: nn.Module) -> str:
+    """The name a model's forward takes a key/value cache by: ``cache`` in transformers 5.2x, where
+    ``past_key_values`` is deprecated; ``past_key_values`` before."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def build_adapter(config: AdapterConfig, width: int, hidden: int, llm_layers: int, llm: nn.Module | None = None,
                   tokenizer=None) -> nn.Module:
     """The adapter of ``config``; the ``words`` mode also needs the LLM and its tokenizer (its vocabulary)."""
@@ -203,32 +211,74 @@ class UserLLM(nn.Module):
         if isinstance(adapter, CrossAttentionAdapter):
             adapter.attach(llm)
 
+    def _inputs(self, ids: torch.Tensor, mask: torch.Tensor, states: torch.Tensor | None,
+                state_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The prompt's input embeddings with the user's prefix placed first (or, for cross-attention,
+        the user set as the blocks' context: ``_clear`` must follow), its mask and the prefix length."""
+        embeds = self.llm.get_input_embeddings()(ids)
+        if self.adapter is None:
+            return embeds, mask, 0
+        if states is None:
+            raise ValueError("this model has an adapter: give the users' states")
+        if states.shape[-1] != self.adapter.project.in_features:
+            raise ValueError(f"the user states are {states.shape[-1]} wide but the adapter expects "
+                             f"{self.adapter.project.in_features}: use the encoder it was aligned with")
+        if not self.adapter.prefix:
+            self.adapter.set_context(states, state_mask)
+            return embeds, mask, 0
+        prefix = self.adapter(states, state_mask).to(embeds.dtype)
+        ones = torch.ones(mask.shape[0], prefix.shape[1], dtype=mask.dtype, device=mask.device)
+        return torch.cat([prefix, embeds], dim=1), torch.cat([ones, mask], 1), prefix.shape[1]
+
+    def _clear(self) -> None:
+        if isinstance(self.adapter, CrossAttentionAdapter):
+            self.adapter.set_context(None, None)
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, states: torch.Tensor | None = None,
                 state_mask: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
         """Logits of the token positions, or of the last ``keep`` only (the answer's: computing the
         vocabulary for every prompt position is most of a small model's cost)."""
-        embeds = self.llm.get_input_embeddings()(ids)
-        prefix_len = 0
-        if self.adapter is not None:
-            if states is None:
-                raise ValueError("this model has an adapter: give the users' states")
-            if states.shape[-1] != self.adapter.project.in_features:
-                raise ValueError(f"the user states are {states.shape[-1]} wide but the adapter expects "
-                                 f"{self.adapter.project.in_features}: use the encoder it was aligned with")
-            if self.adapter.prefix:
-                prefix = self.adapter(states, state_mask).to(embeds.dtype)
-                prefix_len = prefix.shape[1]
-                embeds = torch.cat([prefix, embeds], dim=1)
-                mask = torch.cat([torch.ones(mask.shape[0], prefix_len, dtype=mask.dtype, device=mask.device), mask], 1)
-            else:
-                self.adapter.set_context(states, state_mask)
         extra = {"logits_to_keep": keep} if keep else {}
         try:
+            embeds, mask, prefix_len = self._inputs(ids, mask, states, state_mask)
             logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask), **extra).logits
         finally:
-            if isinstance(self.adapter, CrossAttentionAdapter):
-                self.adapter.set_context(None, None)
+            self._clear()
         return logits if keep else logits[:, prefix_len:]
+
+    def continuation_log_likelihoods(self, ids: torch.Tensor, mask: torch.Tensor, continuations: list[list[int]],
+                                     states: torch.Tensor | None = None, state_mask: torch.Tensor | None = None,
+                                     pad_id: int = 0) -> torch.Tensor:
+        """[prompts, k]: the summed log-probability of each continuation's tokens after its prompt, for
+        left-padded prompts ``ids`` [P, T] and ``continuations`` grouped by prompt (k per prompt, in
+        order). The prompt runs once and its keys and values are shared by its k continuations, which
+        then run alone: the same figures as k full sequences (a test checks), for the prompt's cost
+        once instead of k times. Gradients flow when they are enabled."""
+        per_prompt = len(continuations) // ids.shape[0]
+        if per_prompt < 1 or per_prompt * ids.shape[0] != len(continuations):
+            raise ValueError(f"{len(continuations)} continuations do not group evenly over {ids.shape[0]} prompts")
+        tokens, token_mask = right_pad(continuations, pad_id)
+        try:
+            embeds, mask, _ = self._inputs(ids, mask, states, state_mask)
+            prompt = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask),
+                              use_cache=True, logits_to_keep=1)
+            cache = prompt["cache"] if "cache" in prompt else prompt["past_key_values"]
+            cache.batch_repeat_interleave(per_prompt)
+            if isinstance(self.adapter, CrossAttentionAdapter):  # the blocks read the user in every row
+                self.adapter.set_context(states.repeat_interleave(per_prompt, 0),
+                                         state_mask.repeat_interleave(per_prompt, 0))
+            mask = mask.repeat_interleave(per_prompt, 0)
+            start = positions(mask)[:, -1:] + 1
+            rest = self.llm(inputs_embeds=self.llm.get_input_embeddings()(tokens),
+                            attention_mask=torch.cat([mask, token_mask], 1),
+                            position_ids=start + torch.arange(tokens.shape[1]), use_cache=True,
+                            **{_cache_argument(self.llm): cache}).logits
+        finally:
+            self._clear()
+        # the prompt's last position predicts each continuation's first token, the continuation the rest
+        logits = torch.cat([prompt.logits[:, -1:].repeat_interleave(per_prompt, 0), rest[:, :-1]], 1)
+        picked = torch.log_softmax(logits.float(), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return (picked * token_mask).sum(-1).view(-1, per_prompt)
 
     @torch.no_grad()
     def greedy(self, ids: torch.Tensor, mask: torch.Tensor, states=None, state_mask=None, max_new_tokens: int = 1,

@@ -62,7 +62,7 @@ STRATEGIES = ("adapter", "encoder", "lora")
 ALIGN_FILE = "uqa_alignment.json"
 ADAPTER_FILE = "adapter.pt"
 BASELINES = ("none", "text")
-OPTION_QUESTIONS_PER_PASS = 2  # option modes: questions per forward pass in training (four rows each)
+OPTION_QUESTIONS_PER_PASS = 8  # option modes: questions per forward pass in training (a prompt and four options each)
 
 
 @dataclass(frozen=True)
@@ -292,8 +292,11 @@ def resolve_split(llm: str | None, split: SplitConfig | None) -> SplitConfig:
 
 
 def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config: AdapterConfig, config: AlignConfig,
-          split: SplitConfig | None = None, out: str | None = None, context: int = 256) -> Aligned:
-    """Train an adapter (and, by strategy, the encoder or LoRA) on the training users' questions."""
+          split: SplitConfig | None = None, out: str | None = None, context: int = 256,
+          references: dict | None = None) -> Aligned:
+    """Train an adapter (and, by strategy, the encoder or LoRA) on the training users' questions.
+    ``references``: the frozen LLM's no-user option scores to share across runs on the same LLM and
+    question set (``OptionScorer``)."""
     torch.manual_seed(config.seed)
     split = resolve_split(llm, split)
     if source_spec.get("source") == "random":
@@ -321,7 +324,7 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
     model = UserLLM(base, adapter)
     aligned = Aligned(tokenizer, model, source, {})
     builder = PromptBuilder(tokenizer, data.items, context)
-    scorer = None if config.answer == "letter" else OptionScorer(config.answer, builder)
+    scorer = None if config.answer == "letter" else OptionScorer(config.answer, builder, references)
     adapter_parameters = [] if adapter is None else list(adapter.parameters())
     trainable = [p for p in [*adapter_parameters, *source.parameters(), *base.parameters()] if p.requires_grad]
     trainable = list({id(p): p for p in trainable}.values())
@@ -338,8 +341,9 @@ def align(data: QuestionData, llm: str | None, source_spec: dict, adapter_config
         for batch in _batches(len(questions), config.batch_size, generator)[:budget - done]:
             optimiser.zero_grad()
             loss = 0.0
-            # the option modes run four rows a question: a batch goes through in parts (gradients
-            # summed, so the step is the same) to bound the memory of a long text prompt's activations
+            # the option modes run a prompt and four options a question: a batch goes through in parts
+            # (gradients summed, so the step is the same) to bound the memory of a long text prompt's
+            # activations
             size = len(batch) if scorer is None else OPTION_QUESTIONS_PER_PASS
             for start in range(0, len(batch), size):
                 part = [questions[i] for i in batch[start:start + size]]
@@ -421,11 +425,12 @@ def eval_questions(data: QuestionData, split: SplitConfig) -> list[dict]:
 
 def predict(model: UserLLM, tokenizer, builder: PromptBuilder, questions: list[dict], source: UserSource | None,
             histories: dict[str, list[str]] | None = None, max_new_tokens: int = 1,
-            batch_size: int = 32, answer: str = "letter") -> tuple[dict[str, str], float]:
+            batch_size: int = 32, answer: str = "letter",
+            references: dict | None = None) -> tuple[dict[str, str], float]:
     """{question_id: answer} and the mean prompt length in tokens. The answer is the greedy text
     (``letter``) or the best option's letter (``option``, ``option-pmi``: ``tuning.uqa_answers``).
     With a source the user comes through the adapter; with ``histories`` as text; with neither, not at all."""
-    scorer = None if answer == "letter" else OptionScorer(answer, builder)
+    scorer = None if answer == "letter" else OptionScorer(answer, builder, references)
     if scorer is not None:
         batch_size = max(1, batch_size // 4)  # four rows a question
     predictions, tokens = {}, 0
@@ -457,13 +462,14 @@ def prefix_tokens(aligned: Aligned) -> int:
     return getattr(aligned.model.adapter, "prefix_length", 0)  # no adapter (text prompt): none
 
 
-def evaluate_aligned(aligned: Aligned, data: QuestionData) -> dict:
+def evaluate_aligned(aligned: Aligned, data: QuestionData, references: dict | None = None) -> dict:
     split = SplitConfig(**aligned.metadata["split"])
     questions = eval_questions(data, split)
     builder = PromptBuilder(aligned.tokenizer, data.items, aligned.metadata["context"])
     answer = aligned.metadata["config"].get("answer", "letter")  # adapters aligned before answer modes: letters
     predictions, tokens = predict(aligned.model, aligned.tokenizer, builder, questions, aligned.source,
-                                  max_new_tokens=aligned.metadata["config"]["max_new_tokens"], answer=answer)
+                                  max_new_tokens=aligned.metadata["config"]["max_new_tokens"], answer=answer,
+                                  references=references)
     return {"run": {"kind": "aligned", "source": aligned.source.spec, "adapter": aligned.metadata["adapter"],
                     "strategy": aligned.metadata["config"]["strategy"], "llm": aligned.metadata["llm"],
                     "answer": answer, "split": asdict(split)},
@@ -473,7 +479,8 @@ def evaluate_aligned(aligned: Aligned, data: QuestionData) -> dict:
 
 
 def evaluate_baseline(baseline: str, data: QuestionData, llm: str | None = None, split: SplitConfig | None = None,
-                      context: int | None = None, max_new_tokens: int = 1, answer: str = DEFAULT_ANSWER) -> dict:
+                      context: int | None = None, max_new_tokens: int = 1, answer: str = DEFAULT_ANSWER,
+                      references: dict | None = None) -> dict:
     """The untrained LLM with no history (``none``) or the history written out (``text``)."""
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline '{baseline}': choose one of {', '.join(BASELINES)}")
@@ -488,7 +495,8 @@ def evaluate_baseline(baseline: str, data: QuestionData, llm: str | None = None,
     questions = eval_questions(data, split)
     builder = PromptBuilder(tokenizer, data.items, context)
     predictions, tokens = predict(UserLLM(base), tokenizer, builder, questions, None,
-                                  data.histories if baseline == "text" else None, max_new_tokens, answer=answer)
+                                  data.histories if baseline == "text" else None, max_new_tokens, answer=answer,
+                                  references=references)
     return {"run": {"kind": "baseline", "baseline": baseline, "llm": llm_name(llm), "context": context,
                     "answer": answer, "split": asdict(split)},
             "prompt_tokens": round(tokens, 1), "accuracy": accuracy(questions, predictions),

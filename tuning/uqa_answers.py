@@ -26,7 +26,7 @@ import torch
 
 from journeys.uqa_questions import LETTERS
 from tuning.uqa_adapters import UserLLM
-from tuning.uqa_llm import PromptBuilder, lm_batch
+from tuning.uqa_llm import PromptBuilder, left_pad
 
 ANSWERS = ("letter", "option", "option-pmi")
 DEFAULT_ANSWER = "option-pmi"
@@ -40,17 +40,10 @@ def check_answer(answer: str) -> None:
 def option_log_likelihoods(model: UserLLM, builder: PromptBuilder, questions: list[dict], prompts: list[list[int]],
                            states: torch.Tensor | None = None, state_mask: torch.Tensor | None = None) -> torch.Tensor:
     """[questions, 4]: the summed log-probability of each option's tokens (A..D) after its question's
-    prompt, one row per (question, option); gradients flow when they are enabled."""
+    prompt; each prompt runs once for its four options. Gradients flow when they are enabled."""
+    ids, mask = left_pad(prompts, builder.tokenizer.pad_token_id)
     options = [builder.option(q, letter) for q in questions for letter in LETTERS]
-    ids, mask, labels = lm_batch([p for p in prompts for _ in LETTERS], options, builder.tokenizer.pad_token_id)
-    if states is not None:
-        states, state_mask = states.repeat_interleave(len(LETTERS), 0), state_mask.repeat_interleave(len(LETTERS), 0)
-    keep = max(map(len, options)) + 1  # the options' positions and the one before them
-    logits = model(ids, mask, states, state_mask, keep=keep)
-    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = labels[:, -keep:][:, 1:]
-    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * (targets != -100)).sum(-1).view(len(questions), len(LETTERS))
+    return model.continuation_log_likelihoods(ids, mask, options, states, state_mask, builder.tokenizer.pad_token_id)
 
 
 @contextmanager
@@ -66,12 +59,14 @@ class OptionScorer:
     """Scores of the four options per question for one answer mode; the frozen LLM's no-user scores
     (``option-pmi``) are computed once per question and kept."""
 
-    def __init__(self, answer: str, builder: PromptBuilder):
+    def __init__(self, answer: str, builder: PromptBuilder, references: dict | None = None):
+        """``references``: a store of no-user scores to share with other scorers of the same frozen
+        LLM and question set (the benchmark's rows, which would otherwise each compute them again)."""
         check_answer(answer)
         if answer == "letter":
             raise ValueError("the letter mode generates its answer: there are no option scores")
         self.answer, self.builder = answer, builder
-        self._reference: dict[str, torch.Tensor] = {}
+        self._reference: dict[str, torch.Tensor] = {} if references is None else references
 
     def scores(self, model: UserLLM, questions: list[dict], prompts: list[list[int]], states=None,
                state_mask=None) -> torch.Tensor:

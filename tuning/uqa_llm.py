@@ -278,6 +278,17 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their mask: continuations that follow a shared prompt start in column 0."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
 def lm_batch(prompts: list[list[int]], answers: list[list[int]], pad_id: int):
     """(ids, attention mask, labels): prompt + answer, left-padded; only answer tokens are labelled."""
     ids, mask = left_pad([p + a for p, a in zip(prompts, answers)], pad_id)
