@@ -31,7 +31,7 @@ from journeys import io, previous, schema
 from journeys.inputs import InputError, check_dataset
 from journeys.lineage import ENDED, ENDED_STATUS, MERGED, RELATIONS, STATUSES
 from pipelines.options import CommonOptions, run_and_summarise
-from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts, write_empty_parquet
+from pipelines.transforms import Publish, ReadRows, WriteShards, merge_counts, own_row, write_empty_parquet
 
 DATASET = "journey_labels"
 LINEAGE = "lineage"
@@ -171,14 +171,14 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
     out_schema = schema.journey_labels(opts.include_centroid)
     top_items, include_centroid, named_path = opts.top_items, bool(opts.include_centroid), opts.named
-    named = pipeline | "ReadNamed" >> ReadRows(named_path) | "Rows" >> beam.Map(lambda parsed: parsed[0])
+    named = pipeline | "ReadNamed" >> ReadRows(named_path) | "Rows" >> beam.Map(own_row)
     current = named | "ToLabels" >> beam.Map(to_label, top_items, include_centroid)
     lineage_path = opts.lineage
     previous_path = previous.labels_folder(common.previous) if common.previous else None
     extra_counts, lineage_written = [], []
     lineage_inputs = pipeline | "NoLineageInputs" >> beam.Create([])
     if lineage_path:
-        lineage = pipeline | "ReadLineage" >> ReadRows(lineage_path) | "LineageRows" >> beam.Map(lambda p: p[0])
+        lineage = pipeline | "ReadLineage" >> ReadRows(lineage_path) | "LineageRows" >> beam.Map(own_row)
         lineage_written = [lineage | "WriteLineage" >> WriteShards(
             io.join(staging, LINEAGE), schema.LINEAGE, "user_id", ("user_id", "relation", "old_id", "new_id"),
             opts.export_shards, opts.format)]

@@ -26,7 +26,7 @@ from journeys.lineage import CHANGED, STATUSES, CarryConfig, carry_or_rename, ne
 from journeys.naming import NAMERS, Namer, create_namer
 from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise, torch_threads
-from pipelines.transforms import Publish, ReadRows, WriteShards
+from pipelines.transforms import Publish, ReadRows, WriteShards, own_row
 
 DATASETS = {"named": schema.NAMED_JOURNEYS, "dead_letter": schema.DEAD_LETTER}
 
@@ -204,13 +204,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
     journeys = (
         pipeline | "ReadJourneys" >> ReadRows(common.journeys)
-        | "Rows" >> beam.Map(lambda parsed: parsed[0])
+        | "Rows" >> beam.Map(own_row)
     )
     keyed = journeys | "KeyByUser" >> beam.Map(lambda j: (j["user_id"], j))
     if common.previous:
         previous_named = (
             pipeline | "ReadPrevious" >> ReadRows(previous.named_folder(common.previous))
-            | "PreviousRows" >> beam.Map(lambda parsed: parsed[0])
+            | "PreviousRows" >> beam.Map(own_row)
             | "KeyPreviousByUser" >> beam.Map(lambda j: (j["user_id"], j))
         )
         per_user = {"journeys": keyed, "previous": previous_named} | "GroupByUser" >> beam.CoGroupByKey()

@@ -41,6 +41,17 @@ class ReadRows(beam.PTransform):
         )
 
 
+def own_row(parsed: tuple) -> dict:
+    """The row of a dataset this tool wrote (``ReadRows``' ``(row, why)``). A row that does not parse
+    there means the dataset is damaged: the run stops with the reason instead of carrying a None on.
+    Typed ``dict`` so that Beam's type check sees rows, not ``Optional`` rows, downstream."""
+    row, problem = parsed[0], parsed[1]
+    if row is None:
+        raise ValueError(f"a row of a dataset written by journeys could not be read ({problem}): "
+                         "the dataset is damaged; run the step that wrote it again")
+    return row
+
+
 def _numbered_rows(file: str):
     for row, problem, number in io.iter_numbered_rows(file):
         yield row, problem, file, number

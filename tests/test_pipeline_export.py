@@ -139,3 +139,11 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(case, tmp_path, capsys):
     assert {"missing": "does not exist", "empty": "holds no", "wrong_schema": "expected 'named_journeys'",
             "not_parquet": "is not Parquet"}[case] in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_row_of_our_own_dataset_that_does_not_parse_stops_the_run_with_the_reason():
+    from pipelines.transforms import own_row
+
+    assert own_row(({"journey_id": "j"}, None)) == {"journey_id": "j"}
+    with pytest.raises(ValueError, match="line 7 is not JSON.*damaged"):
+        own_row((None, "line 7 is not JSON"))
