@@ -6,8 +6,8 @@ Steps, all in this process (``--torch_threads``, default 1):
 1. the sample (``journeys sample`` with ``--users``) and its question set (``uqabench build``, with
    ``--practice`` more question sets drawn from the same cuts for training);
 2. the encoders: journeys extracted from the question set's ``history.parquet`` and encoded with
-   the journey encoder (``journeys extract`` + ``journeys encode``); the LLaMA-style (and, unless
-   ``--quick``, SASRec- and GRU4Rec-style) sequence encoders pre-trained on next items;
+   the journey encoder (``journeys extract`` + ``journeys encode``); the LLaMA-style (and, with
+   ``--full``, SASRec- and GRU4Rec-style) sequence encoders pre-trained on next items;
 3. the frozen LLM: the packaged SmolLM2-135M-Instruct by default (``--llm`` takes any other);
 4. the accuracy table on the held-out users. Every trained row gets the same budget (``--steps``
    optimiser steps of ``--batch_size`` questions, AdamW ``--learning_rate``): the trained baselines
@@ -44,14 +44,19 @@ row, which the paired differences need), e.g. ``--rows "journey x words4"`` afte
 to run; ``OUT/results.json`` is rewritten after each, so a stopped run keeps what it finished.
 Run from the repository root:
 
-    python benchmarks/uqabench.py --out uqa-bench
-    python benchmarks/uqabench.py --quick --out uqa-bench-quick
+    python benchmarks/uqabench.py --movielens ml-latest-small --torch_threads 2 --out uqa-bench
+    python benchmarks/uqabench.py --full --out uqa-bench-full
 
-``--quick`` (the reduced run, the sizes of the README's tables): 60 users, 20 steps of 8, the journey
-and LLaMA-style encoders with the four-word-token mode only, LoRA + adapter, the text prompt cut to
-128 tokens, efficiency with 3 repeats, no sweep unless ``--sections`` names it (its grid:
-``--sweep_widths``, ``--sweep_depths``, ``--sweep_histories``). On a 2-core machine its accuracy
-section takes about 70 minutes, efficiency 3, the MovieLens rows (40 users) about 20.
+The default run is sized for about an hour on a 2-core machine with ``--torch_threads 2`` (the
+README gives the measured time and every figure): 60 users, every trained row 20 steps of 8
+questions, the journey and LLaMA-style encoders with the four-word-token mode, LoRA + adapter on
+the journey encoder, the text prompt cut to 128 tokens; efficiency with 3 repeats; the sweep over
+widths 32, 64 x depths 1, 2 x N 10, 50 (``--sweep_widths``, ``--sweep_depths``,
+``--sweep_histories``); with ``--movielens``, MovieLens' first 40 users and its main rows (the
+trained baselines, the zero-shot prompts, the untrained words prompt, the no-LLM readout).
+``--quick`` is the same without the sweep. ``--full`` is the whole grid at the larger sizes: 200
+users, 60 steps, every encoder x mode and both strategies, the text prompt cut to 256 tokens, 20
+repeats, N 10, 25, 50, and every MovieLens row: many hours on 2 cores.
 It writes ``OUT/results.json`` (every figure), ``OUT/scaling.svg`` and prints the tables.
 """
 
@@ -105,6 +110,7 @@ MODES = {"soft1": AdapterConfig(mode="soft", soft_tokens=1), "soft4": AdapterCon
 SEQUENCE_KINDS = ("sasrec", "gru4rec", "llama")
 # MovieLens rows of the hour-sized run (fragments of row names; the no-history row always runs)
 MOVIELENS_ROWS = ("random", "text prompt", "zero-shot", "untrained", "no LLM")
+SECTIONS = ("accuracy", "efficiency", "scaling", "movielens")
 
 
 def log(message: str) -> None:
@@ -424,7 +430,37 @@ def _scaling_table(scaling: list) -> None:
               + f" {overall['accuracy']:.3f} [{overall['low']:.3f},{overall['high']:.3f}]")
 
 
-def main(argv=None) -> int:
+def run_plan(args) -> dict:
+    """What a run does, from its options: the default hour-sized run, ``--quick`` (the same without
+    the sweep) or ``--full`` (the whole grid). A bad option raises ValueError here, before any work."""
+    if args.full and args.quick:
+        raise ValueError("--full and --quick are two different runs: give one")
+    small = not args.full
+    sections = (args.sections or ("accuracy,efficiency,movielens" if args.quick else
+                                  "accuracy,efficiency,scaling,movielens")).split(",")
+    modes = args.modes.split(",") if args.modes else ["words4"] if small else list(MODES)
+    for name, given, known in (("--sections", sections, SECTIONS), ("--modes", modes, MODES)):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {name} {', '.join(unknown)}: choose from {', '.join(known)}")
+    histories = args.sweep_histories or ("10,50" if small else "10,25,50")
+    try:
+        sweep = tuple([int(v) for v in option.split(",")]
+                      for option in (args.sweep_widths, args.sweep_depths, histories))
+    except ValueError:
+        raise ValueError("--sweep_widths, --sweep_depths and --sweep_histories take comma-separated integers") from None
+    rows = args.rows.split(",") if args.rows else None
+    return {"sections": set(sections), "modes": modes, "sweep": sweep, "rows": rows,
+            "users": args.users or (60 if small else 200), "steps": args.steps or (20 if small else 60),
+            "text_budget": args.text_budget or (128 if small else 256), "repeats": args.repeats or (3 if small else 20),
+            "sequence_kinds": ("llama",) if small else SEQUENCE_KINDS,
+            "strategies": (("lora", "LoRA + adapter"),) if small else (("encoder", "encoder + adapter"),
+                                                                      ("lora", "LoRA + adapter")),
+            # MovieLens' main rows: the trained encoder rows are the sample table's question
+            "movielens_rows": rows or (None if args.full else list(MOVIELENS_ROWS))}
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="work folder (sample, encoders, results)")
     parser.add_argument("--full", action="store_true", help="the whole grid at the larger sizes (see above)")
@@ -461,18 +497,18 @@ def main(argv=None) -> int:
                         help=f"how the LLM answers, every row (default {DEFAULT_ANSWER}; letter: UQABench's generated "
                              "letter; see tuning/uqa_answers.py)")
     parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (default 1)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
-    if args.full and args.quick:
-        parser.error("--full and --quick are two different runs: give one")
-    sections = set((args.sections or ("accuracy,efficiency,movielens" if args.quick else
-                                      "accuracy,efficiency,scaling,movielens")).split(","))
-    small = not args.full
-    users = args.users or (60 if small else 200)
-    steps = args.steps or (20 if small else 60)
-    text_budget = args.text_budget or (128 if small else 256)
-    repeats = args.repeats or (3 if small else 20)
-    sweep_histories = args.sweep_histories or ("10,50" if small else "10,25,50")
+    try:
+        plan = run_plan(args)
+    except ValueError as error:
+        parser.error(str(error))
+    users, steps, text_budget = plan["users"], plan["steps"], plan["text_budget"]
     out = Path(args.out)
     started = time.perf_counter()
     llm = args.llm
@@ -481,7 +517,9 @@ def main(argv=None) -> int:
     results = {"settings": {"full": args.full, "quick": args.quick, "llm": llm or "smollm2-135m-instruct",
                             "users": users, "align": align_config.__dict__, "text_budget": text_budget,
                             "practice": args.practice, "word_temperature": args.word_temperature,
-                            "bootstrap": args.bootstrap, "split": SplitConfig().__dict__}}
+                            "bootstrap": args.bootstrap, "split": SplitConfig().__dict__,
+                            "sections": sorted(plan["sections"]), "modes": plan["modes"],
+                            "sweep": dict(zip(("widths", "depths", "histories"), plan["sweep"]))}}
 
     def save(**parts):
         results.update(parts, wall_seconds=round(time.perf_counter() - started, 1))
@@ -494,29 +532,23 @@ def main(argv=None) -> int:
     log("pre-training sequence encoders")
     encoders = {"journey": {"source": "embeddings", "path": paths["embeddings"]}}
     ranking = {}
-    for kind in (("llama",) if small else SEQUENCE_KINDS):
+    for kind in plan["sequence_kinds"]:
         folder, ranking[kind] = pretrain_sequence(paths, out, SequenceEncoderConfig(kind=kind), kind)
         encoders[kind] = {"source": "sequence", "path": folder}
     results["settings"]["sequence_encoders"] = ranking
-    chosen = args.modes.split(",") if args.modes else ["words4"] if small else list(MODES)
-    unknown = sorted(set(chosen) - set(MODES))
-    if unknown:
-        parser.error(f"unknown --modes {', '.join(unknown)}: choose from {', '.join(MODES)}")
-    rows = args.rows.split(",") if args.rows else None
+    rows = plan["rows"]
     results["settings"]["rows"] = rows
     modes = {k: replace(MODES[k], word_temperature=args.word_temperature) if k == "words4" else MODES[k]
-             for k in chosen}
-    strategies = (("lora", "LoRA + adapter"),) if small else (("encoder", "encoder + adapter"),
-                                                              ("lora", "LoRA + adapter"))
+             for k in plan["modes"]}
+    sections = plan["sections"]
     references = {}  # the frozen LLM's no-user option scores of the sample's questions, shared by every row
     if "accuracy" in sections:
-        accuracy_table(data, encoders, llm, align_config, modes, strategies, text_budget, args.bootstrap,
+        accuracy_table(data, encoders, llm, align_config, modes, plan["strategies"], text_budget, args.bootstrap,
                        lambda table: save(accuracy=table), rows, references)
     if "efficiency" in sections:
-        save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), repeats))
+        save(efficiency=efficiency(data, llm, encoders["llama"]["path"], (50, 100, 200), plan["repeats"]))
     if "scaling" in sections:
-        widths, depths, lengths = ([int(v) for v in option.split(",")]
-                                   for option in (args.sweep_widths, args.sweep_depths, sweep_histories))
+        widths, depths, lengths = plan["sweep"]
         save(scaling=scaling(data, paths, out, llm, widths, depths, lengths, align_config, 10, args.bootstrap,
                              references))
         (out / "scaling.svg").write_text(svg_plot(results["scaling"]))
@@ -528,10 +560,8 @@ def main(argv=None) -> int:
         ml_encoders = {"journey": {"source": "embeddings", "path": ml_paths["embeddings"]},
                        "llama": {"source": "sequence", "path": folder}}
         ml_modes = {k: modes[k] for k in ("soft1", "words4") if k in modes}
-        # the main rows: the trained encoder rows are the sample table's question, not MovieLens'
-        ml_rows = rows or (None if args.full else list(MOVIELENS_ROWS))
         accuracy_table(ml_data, ml_encoders, llm, align_config, ml_modes, (), text_budget,
-                       args.bootstrap, lambda table: save(movielens=table), ml_rows)
+                       args.bootstrap, lambda table: save(movielens=table), plan["movielens_rows"])
     save()
     print_tables(results)
     print(f"\nwall time {results['wall_seconds']} s; figures in {out / 'results.json'}")

@@ -57,3 +57,29 @@ def test_scaling_plot_has_a_line_and_interval_bars_per_series(bench):
     # one interval bar per point, beside the axes and the chance line
     assert svg.count("<line") == 3 + 4
     assert "width 64, depth 1" in svg and ">0.00<" in svg
+
+
+def _plan(bench, *options):
+    return bench.run_plan(bench.arguments().parse_args(["--out", "unused", *options]))
+
+
+def test_the_default_run_is_the_hour_sized_one_with_the_sweep(bench):
+    default, quick, full = _plan(bench), _plan(bench, "--quick"), _plan(bench, "--full")
+    assert default["sections"] == {"accuracy", "efficiency", "scaling", "movielens"}
+    assert (default["users"], default["steps"], default["text_budget"], default["modes"]) == (60, 20, 128, ["words4"])
+    assert default["sweep"] == ([32, 64], [1, 2], [10, 50]) and default["movielens_rows"]
+    assert quick["sections"] == default["sections"] - {"scaling"} and quick["users"] == 60
+    assert (full["users"], full["steps"], full["sweep"][2], full["movielens_rows"]) == (200, 60, [10, 25, 50], None)
+    assert len(full["modes"]) == len(bench.MODES) and len(full["sequence_kinds"]) == 3
+    assert _plan(bench, "--users", "30", "--sweep_histories", "5")["users"] == 30
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--full", "--quick"], "two different runs"),
+    (["--modes", "soft1,nope"], "unknown --modes nope"),
+    (["--sections", "accuracy,speed"], "unknown --sections speed"),
+    (["--sweep_widths", "32,wide"], "comma-separated integers"),
+])
+def test_bad_options_fail_before_any_work(bench, options, message):
+    with pytest.raises(ValueError, match=message):
+        _plan(bench, *options)
