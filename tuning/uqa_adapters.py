@@ -20,7 +20,9 @@ An adapter turns them into something the LLM reads:
 
 ``UserLLM`` runs a causal LM with one of these (or none: the text-prompt and no-history
 baselines) on left-padded prompts, computes logits for the prompt's positions (soft tokens are
-dropped from the output, so labels line up with the ids) and decodes greedily.
+dropped from the output, so labels line up with the ids), decodes greedily, and scores several
+continuations of each prompt (the option answers) with the prompt run once and its keys and values
+shared.
 """
 
 from __future__ import annotations

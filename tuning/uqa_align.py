@@ -274,7 +274,7 @@ def mean_loss(aligned: Aligned, builder: PromptBuilder, questions: list[dict], b
     training set would cost as much as the training itself)."""
     questions = questions[:limit]
     if scorer is not None:
-        batch_size = max(1, batch_size // 4)  # four rows a question
+        batch_size = max(1, batch_size // 4)  # a prompt and four options a question
     with torch.no_grad():
         losses = [(_loss(aligned.model, aligned.source, builder, [questions[i] for i in b], scorer).item(), len(b))
                   for b in _batches(len(questions), batch_size)]
@@ -432,7 +432,7 @@ def predict(model: UserLLM, tokenizer, builder: PromptBuilder, questions: list[d
     With a source the user comes through the adapter; with ``histories`` as text; with neither, not at all."""
     scorer = None if answer == "letter" else OptionScorer(answer, builder, references)
     if scorer is not None:
-        batch_size = max(1, batch_size // 4)  # four rows a question
+        batch_size = max(1, batch_size // 4)  # a prompt and four options a question
     predictions, tokens = {}, 0
     model.eval()
     for batch in _batches(len(questions), batch_size):
