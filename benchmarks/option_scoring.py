@@ -23,13 +23,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks.uqabench import median_ms  # noqa: E402
 from eval.uqabench.questions import build  # noqa: E402
 from journeys import io  # noqa: E402
 from journeys.sample.generator import SampleConfig, generate  # noqa: E402
@@ -50,16 +50,6 @@ def four_sequences(model, builder, questions, prompts, states, state_mask):
     targets = labels[:, -keep:][:, 1:]
     picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * (targets != -100)).sum(-1).view(len(questions), 4)
-
-
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -97,8 +87,8 @@ def main(argv=None) -> int:
                 else:
                     model.zero_grad()
                     score(model, builder, questions, prompts, states, state_mask).logsumexp(-1).sum().backward()
-            plain = median_seconds(lambda run=run: run(four_sequences), args.repeats)
-            shared = median_seconds(lambda run=run: run(option_log_likelihoods), args.repeats)
+            plain = median_ms(lambda run=run: run(four_sequences), args.repeats) / 1000
+            shared = median_ms(lambda run=run: run(option_log_likelihoods), args.repeats) / 1000
             tokens = statistics.mean(map(len, prompts))
             print(f"{label:>22} {kind:>18} {tokens:>7.1f} {plain:>17.3f} {shared:>16.3f} {plain / shared:>6.2f}")
     return 0

@@ -255,7 +255,8 @@ def nearest_option_readout(data, embeddings_path: str, questions: list[dict]) ->
     return {"accuracy": accuracy(questions, predictions), "prompt_tokens": 0, "predictions": predictions}
 
 
-def _median_ms(function, repeats: int) -> float:
+def median_ms(function, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls, after one warm-up call."""
     function()  # warm-up
     times = []
     for _ in range(repeats):
@@ -287,7 +288,7 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
         short_ids, short_mask = left_pad([builder.prompt(question, None)], tokenizer.pad_token_id)
         steps = torch.tensor([[index[i] for i in history]])
         plain = UserLLM(llm)
-        text_ms = _median_ms(lambda plain=plain, ids=text_ids, mask=text_mask: plain(ids, mask), repeats)
+        text_ms = median_ms(lambda plain=plain, ids=text_ids, mask=text_mask: plain(ids, mask), repeats)
         cell = {"text": {"prompt_tokens": text_ids.shape[1], "latency_ms": text_ms}}
         for mode in ("soft1", "words4", "perceiver4", "xattn"):
             model = UserLLM(llm, build_adapter(MODES[mode], width, hidden, layers, llm, tokenizer).eval())
@@ -297,7 +298,7 @@ def efficiency(data, llm_path: str, encoder_path: str, lengths: tuple[int, ...],
                 states = encoder(steps)  # the encoder reads the whole history: part of the cost
                 return model(ids, mask, states, torch.ones_like(steps, dtype=torch.bool))
 
-            ms = _median_ms(run, repeats)
+            ms = median_ms(run, repeats)
             if hasattr(model.adapter, "_hooks"):
                 for hook in model.adapter._hooks:
                     hook.remove()
