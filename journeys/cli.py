@@ -6,10 +6,9 @@ import argparse
 import json
 import os
 import sys
-import threading
 from dataclasses import fields
 
-from journeys import cli_uqabench, logs
+from journeys import cli_uqabench, logs, stop_signals
 from journeys.cli_config import settings
 
 # Quiet, offline defaults: no hub calls for packaged models, no download progress bars.
@@ -625,30 +624,6 @@ def _paths(args) -> tuple[list[tuple[str, str | None]], list[str], list[str]]:
     return inputs, folders, []
 
 
-class _Stopped(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM. Beam re-raises an exception from inside a running step as a RuntimeError
-    that names the step, so the signal is also recorded: whatever the exception that reaches
-    ``main``, a signalled run ends with one line."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-_signalled: list[int] = []
-
-
-def _on_signal(signum, frame):
-    import logging
-
-    _signalled.append(signum)
-    # What Beam logs or its threads print while it unwinds (each running step's error, a worker
-    # that went away, with tracebacks) says nothing the user needs: the one line main prints does.
-    logging.disable(logging.CRITICAL)
-    threading.excepthook = lambda _args: None
-    raise _Stopped(signum)
-
-
 def _subcommand(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
     """The parser of the (sub)command that ``args`` ran, e.g. that of `journeys eval naming`."""
     command = parser
@@ -692,12 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     from journeys.llms import ModelUnavailable
     from journeys.outputs import OutputError
 
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started ignoring it
-            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
-    _signalled.clear()
+    stop_signals.install()
     try:
         if args.command in PIPELINE_COMMANDS:
             from pipelines import arguments
@@ -707,8 +677,9 @@ def main(argv: list[str] | None = None) -> int:
                 arguments.check_namer(args.namer, list(argv if argv is not None else sys.argv[1:]))
         return _with_outputs_claimed(args, extra)
     except BaseException as err:
-        if _signalled or isinstance(err, KeyboardInterrupt):
-            terminated = signal.SIGTERM in _signalled
+        signalled = stop_signals.take()
+        if signalled or isinstance(err, KeyboardInterrupt):
+            terminated = signalled == signal.SIGTERM
             print(f"journeys {args.command}: stopped by {'SIGTERM' if terminated else 'interrupt (Ctrl-C)'}; what "
                   "it was writing is incomplete and carries no summary: run the command again (it cleans up "
                   "what this run left)", file=sys.stderr)
@@ -720,13 +691,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     finally:
-        for signum, previous in handlers.items():
-            signal.signal(signum, previous)
-        if _signalled:
-            import logging
-
-            logging.disable(logging.NOTSET)
-            threading.excepthook = threading.__excepthook__
+        stop_signals.restore()
 
 
 def _with_outputs_claimed(args, extra: list[str]) -> int:

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from journeys import cli, io, schema
+from journeys import cli, io, schema, stop_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -576,6 +576,28 @@ def test_an_interrupt_ends_with_one_line_and_no_traceback(world, tmp_path, sig, 
     assert "Traceback" not in out + err
     assert err.strip().splitlines()[-1].startswith("journeys extract: stopped by")
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_a_signal_that_lands_in_a_finaliser_still_stops_the_command(capsys):
+    """Python drops what a ``__del__`` raises: a stop raised there is delivered again, not lost or
+    printed (a run once finished with exit 0 after SIGTERM landed in a library's finaliser)."""
+    class Finalised:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)  # the handler runs here, inside the finaliser
+
+    hook = sys.unraisablehook
+    stop_signals.install()
+    try:
+        with pytest.raises(stop_signals.Stopped):
+            Finalised()  # collected at once
+            deadline = time.time() + 10
+            while time.time() < deadline:  # the stop delivered again lands in this loop
+                time.sleep(0.01)
+    finally:
+        stop_signals.restore()
+    assert stop_signals.take() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and sys.unraisablehook is hook
+    assert "Exception ignored" not in capsys.readouterr().err
 
 
 def test_corpus_size():
