@@ -22,7 +22,7 @@ import time
 
 _received: list[int] = []
 _previous: dict[int, object] = {}  # signal -> its handler before install
-_previous_unraisable_hook = [sys.unraisablehook]
+_previous_unraisable_hook = sys.unraisablehook
 _taken = threading.Event()  # the command has caught the stop: later signals are only recorded
 _delivering = threading.Lock()  # a delivery again and take() never cross
 
@@ -36,6 +36,7 @@ class Stopped(KeyboardInterrupt):
 def install() -> None:
     """Handle SIGTERM, and SIGINT unless the process was started ignoring it (a shell's background
     job). Only the main thread can: elsewhere (a command run from a test's thread) nothing changes."""
+    global _previous_unraisable_hook
     _received.clear()
     _taken.clear()
     if threading.current_thread() is not threading.main_thread():
@@ -43,7 +44,7 @@ def install() -> None:
     _previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         _previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
-    _previous_unraisable_hook[0] = sys.unraisablehook
+    _previous_unraisable_hook = sys.unraisablehook
     sys.unraisablehook = _deliver_dropped_stop_again
 
 
@@ -61,7 +62,7 @@ def restore() -> None:
     for signum, previous in _previous.items():
         signal.signal(signum, previous)
     if _previous:
-        sys.unraisablehook = _previous_unraisable_hook[0]
+        sys.unraisablehook = _previous_unraisable_hook
     _previous.clear()
     if _received:
         logging.disable(logging.NOTSET)
@@ -82,12 +83,9 @@ def _on_signal(signum, frame):
 
 def _deliver_dropped_stop_again(unraisable) -> None:
     if not isinstance(unraisable.exc_value, Stopped):
-        _previous_unraisable_hook[0](unraisable)
+        _previous_unraisable_hook(unraisable)
         return
-    try:
-        _thread.start_new_thread(_deliver_again, (unraisable.exc_value.signum,))
-    except Stopped as again:  # a delivery landed in this hook, where it too was going to be dropped
-        _thread.start_new_thread(_deliver_again, (again.signum,))
+    _thread.start_new_thread(_deliver_again, (unraisable.exc_value.signum,))
 
 
 def _deliver_again(signum: int) -> None:

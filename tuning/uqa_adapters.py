@@ -169,8 +169,8 @@ class CrossAttentionAdapter(nn.Module):
 
 
 def _cache_argument(llm: nn.Module) -> str:
-    """The name a model's forward takes a key/value cache by: ``cache`` in transformers 5.2x, where
-    ``past_key_values`` is deprecated; ``past_key_values`` before."""
+    """The name a model's forward takes a key/value cache by, and its output returns it under:
+    ``cache`` in transformers 5.2x, where ``past_key_values`` is deprecated; ``past_key_values`` before."""
     base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
@@ -264,7 +264,8 @@ class UserLLM(nn.Module):
             embeds, mask, _ = self._inputs(ids, mask, states, state_mask)
             prompt = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask),
                               use_cache=True, logits_to_keep=1)
-            cache = prompt["cache"] if "cache" in prompt else prompt["past_key_values"]
+            cache_name = _cache_argument(self.llm)
+            cache = prompt[cache_name]
             cache.batch_repeat_interleave(per_prompt)
             if isinstance(self.adapter, CrossAttentionAdapter):  # the blocks read the user in every row
                 self.adapter.set_context(states.repeat_interleave(per_prompt, 0),
@@ -274,7 +275,7 @@ class UserLLM(nn.Module):
             rest = self.llm(inputs_embeds=self.llm.get_input_embeddings()(tokens),
                             attention_mask=torch.cat([mask, token_mask], 1),
                             position_ids=start + torch.arange(tokens.shape[1]), use_cache=True,
-                            **{_cache_argument(self.llm): cache}).logits
+                            **{cache_name: cache}).logits
         finally:
             self._clear()
         # the prompt's last position predicts each continuation's first token, the continuation the rest
