@@ -99,6 +99,11 @@ def evaluate(journeys: Iterable[tuple[str, list[str]]], truth: pa.Table, match_j
 
 # ---- reference groups without ground-truth clusters -------------------------------------------
 
+def _fold(text: str) -> str:
+    """Case-folded, every run of non-word characters one space: how tags and names are compared."""
+    return re.sub(r"[\W_]+", " ", text.casefold()).strip()
+
+
 def tag_groups(tag_rows: Iterable[dict], histories: dict[str, set[str]], min_items: int = 3) -> dict:
     """(user, normalised tag) -> the items of that user's history the user gave that tag, kept when
     there are at least ``min_items``. Tags are folded like the naming reference set's ("Sci-Fi" and
@@ -107,7 +112,7 @@ def tag_groups(tag_rows: Iterable[dict], histories: dict[str, set[str]], min_ite
     groups: dict[tuple[str, str], set[str]] = defaultdict(set)
     for row in tag_rows:
         user, item = str(row["user_id"]), str(row["item_id"])
-        key = re.sub(r"[\W_]+", " ", (row["tag"] or "").casefold()).strip()
+        key = _fold(row["tag"] or "")
         if key and item in histories.get(user, ()):
             groups[(user, key)].add(item)
     return {k: v for k, v in sorted(groups.items()) if len(v) >= min_items}
@@ -132,12 +137,61 @@ def _shares(histories: dict[str, set[str]], journeys_of_user: dict[str, list[set
             "p90": round(float(np.percentile(shares, 90)), 4), "mean": round(float(np.mean(shares)), 4)}
 
 
+def best_partition(groups: dict) -> dict[str, list[set[str]]]:
+    """Per user, a greedy disjoint partition of the items of their own reference groups: take the
+    group with the most items not yet assigned (ties: the tag that sorts first), make its unassigned
+    items a journey, repeat while any group has one. Extracted journeys are disjoint, so where a
+    user's groups overlap no extraction can recover all of them; this is roughly the best one can."""
+    tags_of: dict[str, dict[str, set[str]]] = defaultdict(dict)
+    for (user, tag), items in groups.items():
+        tags_of[user][tag] = set(items)
+    partition: dict[str, list[set[str]]] = {}
+    for user, groups_of_user in tags_of.items():
+        assigned: set[str] = set()
+        journeys = []
+        while True:
+            tag = min(groups_of_user, key=lambda t: (-len(groups_of_user[t] - assigned), t))
+            new = groups_of_user[tag] - assigned
+            if not new:
+                break
+            journeys.append(new)
+            assigned |= new
+        partition[user] = journeys
+    return partition
+
+
+def name_contains_tag(named: Iterable[tuple[str, list[str], str]], groups: dict,
+                      match_jaccard: float = MATCH_JACCARD, examples: int = 5) -> dict:
+    """Whether naming says what a recovered group is: for each reference group whose user's
+    best-matching journey has Jaccard >= ``match_jaccard``, does that journey's name contain the tag
+    as whole words (both folded as ``tag_groups`` folds tags)? ``named``: (user_id, item_ids, name)
+    per named journey. A name can describe the group well in other words, so this is a floor."""
+    journeys_of: dict[str, list[tuple[set[str], str]]] = defaultdict(list)
+    for user, item_ids, name in named:
+        journeys_of[str(user)].append((set(item_ids), name or ""))
+    pairs = []
+    for (user, tag), items in groups.items():
+        candidates = journeys_of.get(user, [])
+        if not candidates:
+            continue
+        journey, name = max(candidates, key=lambda c: _jaccard(items, c[0]))  # the first of equals
+        if _jaccard(items, journey) >= match_jaccard:
+            pairs.append((tag, name, f" {_fold(tag)} " in f" {_fold(name)} "))
+    return {
+        "matched_groups": len(pairs),
+        "name_contains_tag": round(sum(hit for _, _, hit in pairs) / len(pairs), 4) if pairs else None,
+        "examples": [[tag, name] for tag, name, _ in pairs[:examples]],
+    }
+
+
 def evaluate_groups(journeys: Iterable[tuple[str, list[str]]], groups: dict, histories: dict[str, set[str]],
                     item_tags: dict[str, Iterable[str]], match_jaccard: float = MATCH_JACCARD,
                     heavy_user_items: int = 100) -> dict:
-    """Score extracted journeys against reference item groups (e.g. a user's own tags), beside two
-    baselines computed on the same histories: each user's whole history as one journey, and one
-    journey per item tag or genre (overlapping: an item with three genres is in three).
+    """Score extracted journeys against reference item groups (e.g. a user's own tags), beside three
+    baselines computed on the same histories: each user's whole history as one journey, one journey
+    per item tag or genre (overlapping: an item with three genres is in three), and the best
+    partition (``best_partition``: built from the groups themselves, a rough ceiling for disjoint
+    journeys, not a method).
 
     A reference group is recovered when some journey of its user matches its items with Jaccard >=
     ``match_jaccard``. The largest-journey share says whether extraction split a history at all."""
@@ -172,4 +226,5 @@ def evaluate_groups(journeys: Iterable[tuple[str, list[str]]], groups: dict, his
         "extracted": describe(extracted),
         "baseline_whole_history": describe(whole),
         "baseline_one_per_tag": describe(per_tag),
+        "baseline_best_partition": describe(best_partition(groups)),
     }

@@ -24,7 +24,7 @@ Turn users' activity histories into persistent, named interest journeys.
   tune      make training pairs, and train prompt-tuned or fine-tuned namers
   eval      score extracted journeys against the truth; compare naming strategies
   report    an HTML report (and Markdown summary) of the naming comparison and the journeys
-  convert   turn public data sets (MovieLens) into the events/items format
+  convert   turn public data sets (MovieLens, HetRec MovieLens-2k) into the events/items format
   export    write the named journeys as a flat labels table with a manifest (a Beam pipeline)
   run       extract, name and export in one go
   uqabench  build a UQABench-style question set; pre-train sequence encoders; train the frozen LLM;
@@ -116,13 +116,18 @@ def _check_truth(path: str) -> None:
 
 
 def _eval_extraction(args) -> int:
-    from eval.extraction import evaluate, evaluate_groups, tag_groups
+    from eval.extraction import evaluate, evaluate_groups, name_contains_tag, tag_groups
     from journeys import inputs, io, schema
     from journeys.validation import validate_event, validate_item
 
     if bool(args.truth) == bool(args.groups):
         raise ValueError("give one reference: --truth (a sample's planted journeys) or --groups (user tags)")
+    if args.named and not args.groups:
+        raise ValueError("--named needs --groups: names are scored against the tags of the groups they match")
     inputs.check_dataset(args.journeys, schema.JOURNEYS, "journeys", _JOURNEYS_HINT)
+    if args.named:
+        inputs.check_dataset(args.named, schema.NAMED_JOURNEYS, "named journeys",
+                             "pass the named/ folder written by `journeys name`")
     if args.truth:
         _check_truth(args.truth)
     journeys = io.read_table(args.journeys, columns=["user_id", "item_ids"])
@@ -146,7 +151,11 @@ def _eval_extraction(args) -> int:
             item_tags[item.item_id] = item.tags
     groups = tag_groups(io.read_table(args.groups, columns=["user_id", "item_id", "tag"]).to_pylist(), histories,
                         args.min_group_items)
-    print(json.dumps(evaluate_groups(pairs, groups, histories, item_tags), indent=2))
+    report = evaluate_groups(pairs, groups, histories, item_tags)
+    if args.named:
+        named = io.read_table(args.named, columns=["user_id", "item_ids", "name"]).to_pylist()
+        report["names"] = name_contains_tag(((n["user_id"], n["item_ids"], n["name"]) for n in named), groups)
+    print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -250,6 +259,15 @@ def _convert_movielens(args) -> int:
     from journeys.movielens import convert
 
     print(json.dumps({"out": args.out, **convert(args.src, args.out)}))
+    return 0
+
+
+def _convert_hetrec(args) -> int:
+    from journeys.hetrec import convert
+
+    if args.min_items < 1:
+        raise ValueError(f"--min_items must be 1 or more, not {args.min_items}")
+    print(json.dumps({"out": args.out, **convert(args.src, args.out, args.min_items)}))
     return 0
 
 
@@ -450,11 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
         "assignments, journey recall and precision (a planted persistent journey is found when an "
         "extracted one matches its events with Jaccard >= 0.5), transient interests reported as journeys, "
         "and journeys per user. With --groups (a table of user_id, item_id, tag, such as the "
-        "user_tags.parquet of `journeys convert movielens`): each tag a user gave to --min_group_items or "
-        "more items of their history is a reference group; recall of groups at Jaccard >= 0.5, mean best "
-        "Jaccard, the largest journey's share of each heavy user's items and journeys per user, beside "
-        "two baselines computed in the same run (the whole history as one journey; one journey per item "
-        "tag or genre).")
+        "user_tags.parquet of `journeys convert movielens` or the groups.parquet of `journeys convert "
+        "hetrec-movielens`): each tag a user gave to --min_group_items or more items of their history is a "
+        "reference group; recall of groups at Jaccard >= 0.5, mean best Jaccard, the largest journey's share "
+        "of each heavy user's items and journeys per user, beside three baselines computed in the same run "
+        "(the whole history as one journey; one journey per item tag or genre; the best partition, a greedy "
+        "disjoint split of each user's items into their own groups, largest first: about the most that "
+        "disjoint journeys can recover). With --named as well: for each group a journey recovers, whether "
+        "the name of its best-matching journey contains the tag as whole words.")
     ev_extraction.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     ev_extraction.add_argument("--truth", help="truth.parquet written by sample")
     ev_extraction.add_argument("--groups", help="reference groups: a table with user_id, item_id and tag")
@@ -462,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev_extraction.add_argument("--items", help="with --groups: the item catalogue (its tags make a baseline)")
     ev_extraction.add_argument("--min_group_items", type=int, default=3,
                                help="with --groups: fewest items of a user's history in a reference group (3)")
+    ev_extraction.add_argument("--named", help="with --groups: the named/ folder written by `journeys name` (scores "
+                               "whether the names of matching journeys contain the tag)")
 
     ev_naming = evals.add_parser(
         "naming", help="compare naming strategies on a reference set",
@@ -524,6 +547,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(ratings, weight = rating), OUT/items.parquet (genres as tags) and OUT/user_tags.parquet.")
     movielens.add_argument("--src", required=True, help="folder with the MovieLens CSV files")
     movielens.add_argument("--out", required=True, help="output folder")
+    hetrec = converters.add_parser(
+        "hetrec-movielens", help="HetRec 2011 MovieLens-2k (users' tags, with times)",
+        description="Read user_taggedmovies-timestamps.dat, tags.dat, movies.dat, movie_genres.dat and "
+        "movie_directors.dat from SRC; for the users who tagged --min_items or more movies write "
+        "OUT/events.parquet (one 'tag' event per user and movie, at the first tag, weight 1), "
+        "OUT/items.parquet (the tagged movies: 'Title (year)', genres and director as tags, first genre as "
+        "category) and OUT/groups.parquet (user_id, item_id, tag: reference groups for `journeys eval "
+        "extraction --groups`, tags that say nothing about a movie's subject such as 'dvd', 'seen' or "
+        "'boring' left out). Prints the counts as JSON.")
+    hetrec.add_argument("--src", required=True, help="the unpacked hetrec2011-movielens-2k folder")
+    hetrec.add_argument("--out", required=True, help="output folder")
+    hetrec.add_argument("--min_items", type=int, default=20,
+                        help="fewest distinct tagged movies a user needs to be kept (default 20: 225 users)")
 
     exporting = commands.add_parser(
         "export", help="export named journeys for consumers (a Beam pipeline)",
@@ -602,6 +638,7 @@ def _paths(args) -> tuple[list[tuple[str, str | None]], list[str], list[str]]:
         "eval extraction": ("journeys", "truth"),
         "eval naming": ("journeys", "truth", "movielens", "prompt_adapter", "finetune_adapter"),
         "report": ("eval", "extraction", "named"), "convert movielens": ("src",),
+        "convert hetrec-movielens": ("src",),
         "uqabench build": ("events", "items", "journeys"), "uqabench score": ("questions", "predictions"),
         "uqabench pretrain": ("events", "items"), "uqabench llm": ("questions", "items"),
         "uqabench align": ("questions", "items", "llm", "embeddings", "encoder"),
@@ -730,6 +767,8 @@ def _dispatch(args, extra: list[str]) -> int:
         return _report(args)
     if args.command == "eval":
         return _eval_extraction(args) if args.target == "extraction" else _eval_naming(args)
+    if args.source == "hetrec-movielens":
+        return _convert_hetrec(args)
     return _convert_movielens(args)
 
 
