@@ -40,34 +40,32 @@ class Setting(NamedTuple):
     label: str
     strategy: str  # "icpc" or "hdbscan"
     params: dict  # extractor parameters; anything left out keeps its default
-    persistence: tuple | None = None  # PersistenceConfig's fields in order; None: the defaults
+    persistence: dict | None = None  # PersistenceConfig's fields by name; None: the defaults
     centring: str = "mean"  # "mean" (the default) or "none"
+    blocks: tuple = ("text", "tags")  # the item representation's blocks (see journeys/item_space.py)
+    weights: dict | None = None  # block weights; None: equal
 
 
 # The configurations, one table row each. Edit freely.
 SWEEP: list[Setting] = [
-    Setting("icpc threshold 0.30", "icpc", {"threshold": 0.30, "centroid_merge_threshold": 0.40}),
-    Setting("icpc threshold 0.35", "icpc", {"threshold": 0.35, "centroid_merge_threshold": 0.45}),
-    Setting("icpc threshold 0.40 (default)", "icpc", {}),
-    Setting("icpc threshold 0.45", "icpc", {"threshold": 0.45, "centroid_merge_threshold": 0.55}),
-    Setting("icpc merge threshold 0.20", "icpc", {"merge_threshold": 0.20}),
-    Setting("icpc centroid merge 0.60", "icpc", {"centroid_merge_threshold": 0.60}),
-    Setting("icpc centroid merge off (1.0)", "icpc", {"centroid_merge_threshold": 1.0}),
-    Setting("icpc refine off", "icpc", {"refine": False}),
-    Setting("icpc, no centring, 0.55/0.65/0.4 (the old default)", "icpc",
-            {"threshold": 0.55, "centroid_merge_threshold": 0.65, "merge_threshold": 0.4}, None, "none"),
-    Setting("hdbscan leaf", "hdbscan", {"selection": "leaf"}),
-    Setting("hdbscan eom", "hdbscan", {"selection": "eom"}),
-    Setting("icpc, persistence 3/7/3", "icpc", {}, (3, 7, 3)),
-    Setting("icpc, persistence 4/7/4 (default)", "icpc", {}, (4, 7, 4)),
-    Setting("icpc, persistence 5/7/4", "icpc", {}, (5, 7, 4)),
-    Setting("icpc, persistence rule time", "icpc", {}, (4, 7, 4, "time")),
-    Setting("icpc, persistence rule count, 4 items", "icpc", {}, (4, 7, 4, "count", 4)),
-    Setting("icpc, persistence rule count, 5 items (count default)", "icpc", {}, (4, 7, 4, "count")),
-    Setting("icpc, persistence rule count, 6 items", "icpc", {}, (4, 7, 4, "count", 6)),
+    Setting("text only, icpc 0.40 / merge 0.30 / centroid 0.50", "icpc", {}, blocks=("text",)),
+    Setting("text + tags, icpc 0.40 / merge 0.30 / centroid 0.50", "icpc", {}),
+    Setting("text + tags, icpc 0.40 / merge 0.20 / centroid 0.50", "icpc", {"merge_threshold": 0.2}),
+    Setting("text + tags, icpc 0.45 / merge 0.20 / centroid 0.55", "icpc",
+            {"threshold": 0.45, "merge_threshold": 0.2, "centroid_merge_threshold": 0.55}),
+    Setting("text + tags, icpc 0.50 / merge 0.20 / centroid 0.60", "icpc",
+            {"threshold": 0.5, "merge_threshold": 0.2, "centroid_merge_threshold": 0.6}),
+    Setting("text + tags, icpc 0.50 / merge 0.20 / centroid off", "icpc",
+            {"threshold": 0.5, "merge_threshold": 0.2, "centroid_merge_threshold": 1.0}),
+    Setting("text + tags, hdbscan eom", "hdbscan", {"selection": "eom"}),
+    Setting("text + tags, tags weight 0.5", "icpc", {"merge_threshold": 0.2}, weights={"tags": 0.5}),
+    Setting("text + tags, tags weight 2", "icpc", {"merge_threshold": 0.2}, weights={"tags": 2.0}),
+    Setting("text + tags, count rule without returns", "icpc", {"merge_threshold": 0.2}, {"count_min_returns": 0}),
+    Setting("text + tags, log rule off", "icpc", {"merge_threshold": 0.2}, {"log_max_returns": -1.0}),
 ]
 
 COLUMNS = ["ari", "nmi", "journey_recall", "journey_precision", "transient_reported_as_journeys", "journeys_per_user"]
+GROUP_COLUMNS = ["group_recall", "mean_best_jaccard", "journeys_per_user", "users_without_journeys"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,6 +79,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the sample's timestamps (default: spread)")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "journeys-sweep-cache"),
                         help="folder for the cached item vectors (default: %(default)s)")
+    parser.add_argument("--data", default=None,
+                        help="instead of a sample: a folder with events.parquet and items.parquet (e.g. written by "
+                        "`journeys convert hetrec-movielens`), scored against --groups")
+    parser.add_argument("--groups", default=None, help="with --data: the users' tag groups (user_id, item_id, tag)")
+    parser.add_argument("--only", nargs="*", default=None, help="run only the settings whose label has one of these")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch threads for embedding (default: 2)")
     return parser.parse_args(argv)
 
@@ -123,22 +126,27 @@ def item_vectors(items: list, args: argparse.Namespace, model: str):
     return vectors
 
 
-def run_setting(setting: Setting, events_by_user: dict, catalogue: dict, catalogue_df: dict, catalogue_size: int,
-                model: str, truth, mean) -> dict:
-    from eval.extraction import evaluate
+def run_setting(setting: Setting, data: Prepared, model: str) -> dict:
+    from eval.extraction import evaluate, evaluate_groups
     from journeys.extraction import make_extractor
+    from journeys.item_space import ItemSpace
     from journeys.persistence import PersistenceConfig
     from journeys.user_extraction import ExtractionSettings, extract_user
 
-    persistence = PersistenceConfig(*setting.persistence) if setting.persistence else PersistenceConfig()
+    persistence = PersistenceConfig(**(setting.persistence or {}))
     settings = ExtractionSettings(make_extractor(setting.strategy, **setting.params), persistence,
                                   setting.strategy, model)
+    space = ItemSpace(setting.blocks, setting.weights or {}, data.text_mean if setting.centring == "mean" else None,
+                      data.tag_space if "tags" in setting.blocks else None,
+                      data.embedding_mean if "embedding" in setting.blocks else None)
     pairs = []
-    for user_id, events in events_by_user.items():
-        result = extract_user(user_id, events, catalogue, settings, catalogue_df, catalogue_size,
-                              mean if setting.centring == "mean" else None)
+    for user_id, events in data.events_by_user.items():
+        result = extract_user(user_id, events, data.catalogue, settings, data.catalogue_df, data.catalogue_size, space)
         pairs.extend((user_id, record["item_ids"]) for record in result.journeys)
-    return evaluate(pairs, truth)
+    if data.truth is not None:
+        return evaluate(pairs, data.truth)
+    scores = evaluate_groups(pairs, data.groups, data.histories, data.item_tags)
+    return {**scores["extracted"], "groups": scores["reference_groups"]}
 
 
 def _cell(value) -> str:
@@ -149,27 +157,45 @@ def _cell(value) -> str:
     return str(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+class Prepared(NamedTuple):
+    """One data set, validated and embedded, with the catalogue statistics the pipeline computes."""
 
-    from journeys import logs
+    events_by_user: dict
+    catalogue: dict
+    catalogue_df: dict
+    catalogue_size: int
+    text_mean: object
+    tag_space: object
+    embedding_mean: object
+    truth: object  # the sample's truth table, or None for real data scored on --groups
+    groups: dict | None = None
+    histories: dict | None = None
+    item_tags: dict | None = None
 
-    logs.configure()
 
+def prepare(args: argparse.Namespace, model: str) -> tuple[Prepared, str]:
     import numpy as np
 
+    from journeys import io
     from journeys.centring import mean_from_fixed, to_fixed
-    from journeys.embedding import DEFAULT_MODEL, model_identity
+    from journeys.item_space import TagSpace, unit_vector
     from journeys.representation import document_terms
     from journeys.sample.generator import SampleConfig, generate
     from journeys.validation import validate_event, validate_item
 
-    model = model_identity(DEFAULT_MODEL)
-    data = generate(SampleConfig(users=args.users, seed=args.seed, domain=args.domain, timestamps=args.timestamps))
-    events = validated(data.events, validate_event, "events")
+    if args.data:
+        events_table = io.read_table(str(Path(args.data) / "events.parquet"))
+        items_table = io.read_table(str(Path(args.data) / "items.parquet"))
+        truth, described = None, f"{args.data}"
+    else:
+        sample = generate(SampleConfig(users=args.users, seed=args.seed, domain=args.domain,
+                                       timestamps=args.timestamps))
+        events_table, items_table, truth = sample.events, sample.items, sample.truth
+        described = f"sample: {args.users} users, seed {args.seed}, domain {args.domain}, {args.timestamps} timestamps"
+    events = validated(events_table, validate_event, "events")
     items_by_id: dict = {}
     # One row per id, the smallest, as the pipeline keeps (None-safe: a plain sort of Items can fail).
-    for item in sorted(validated(data.items, validate_item, "items"),
+    for item in sorted(validated(items_table, validate_item, "items"),
                        key=lambda it: (it.item_id, it.title, it.tags, it.category or "", it.text or "")):
         items_by_id.setdefault(item.item_id, item)
     items = list(items_by_id.values())
@@ -178,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     catalogue = {item.item_id: (item, vector) for item, vector in zip(items, vectors)}
     # As the pipeline: catalogue document frequencies, terms seen once left out (absent counts as 1).
     catalogue_df = {term: count for term, count in document_terms(items).items() if count > 1}
-    catalogue_size = len(items)
 
     events_by_user: dict[str, list] = defaultdict(list)
     unknown = 0
@@ -190,29 +215,52 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"events: {unknown} refer to items not in the catalogue and are left out", file=sys.stderr)
 
-    # As the pipeline: the mean of the vectors of the items that have events, from exact sums.
+    # As the pipeline: the statistics of the items that have events, from exact sums.
     used = sorted({e.item_id for events in events_by_user.values() for e in events})
     total = sum((to_fixed(catalogue[i][1]) for i in used), np.zeros(vectors.shape[1], dtype=np.int64))
-    mean = mean_from_fixed(total, len(used))
+    text_mean = mean_from_fixed(total, len(used))
+    tag_space = TagSpace.fit(catalogue[i][0] for i in used)
+    given = [catalogue[i][0].embedding for i in used if catalogue[i][0].embedding is not None]
+    embedding_mean = None
+    if given:
+        fixed = sum(to_fixed(unit_vector(v)) for v in given)
+        embedding_mean = mean_from_fixed(fixed, len(given))
 
-    truth = data.truth
-    kinds = truth.column("kind").to_pylist()
-    planted = truth.select(["planted_id", "kind"]).to_pylist()
-    persistent = len({r["planted_id"] for r in planted if r["kind"] == "persistent"})
-    transient = len({r["planted_id"] for r in planted if r["kind"] == "transient"})
-    print(f"sample: {args.users} users, seed {args.seed}, domain {args.domain}, {args.timestamps} timestamps: "
-          f"{len(events)} events ({kinds.count('noise')} noise), "
-          f"{len(items)} items; planted: {persistent} persistent journeys "
-          f"({persistent / len(events_by_user):.2f} per user), {transient} transient interests")
+    groups = histories = item_tags = None
+    if args.data:
+        from eval.extraction import tag_groups
+
+        histories = {u: {e.item_id for e in evs} for u, evs in events_by_user.items()}
+        groups = tag_groups(io.read_table(args.groups).to_pylist(), histories)
+        item_tags = {it.item_id: list(it.tags) for it in items}
+    prepared = Prepared(events_by_user, catalogue, catalogue_df, len(items), text_mean, tag_space, embedding_mean,
+                        truth, groups, histories, item_tags)
+    return prepared, f"{described}: {len(events)} events, {len(items)} items, {len(events_by_user)} users"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    from journeys import logs
+
+    logs.configure()
+
+    from journeys.embedding import DEFAULT_MODEL, model_identity
+
+    model = model_identity(DEFAULT_MODEL)
+    data, described = prepare(args, model)
+    columns = COLUMNS if data.truth is not None else GROUP_COLUMNS
+    print(described)
     print()
-    header = ["configuration", "strategy", *COLUMNS, "seconds"]
+    header = ["configuration", "strategy", *columns, "seconds"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
-    for setting in SWEEP:
+    chosen = [s for s in SWEEP if not args.only or any(word in s.label for word in args.only)]
+    for setting in chosen:
         started = time.perf_counter()
-        scores = run_setting(setting, events_by_user, catalogue, catalogue_df, catalogue_size, model, truth, mean)
+        scores = run_setting(setting, data, model)
         seconds = time.perf_counter() - started
-        cells = [setting.label, setting.strategy, *(_cell(scores[c]) for c in COLUMNS), f"{seconds:.1f}"]
+        cells = [setting.label, setting.strategy, *(_cell(scores.get(c)) for c in columns), f"{seconds:.1f}"]
         print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -16,15 +16,15 @@ import hashlib
 import numpy as np
 
 CENTRINGS = ("mean", "none")
-_SCALE = 2.0**32  # fixed point: |v| <= 1, so int64 sums stay exact for up to 2 billion items
+FIXED_SCALE = 2.0**32  # fixed point: |v| <= 1, so int64 sums stay exact for up to 2 billion items
 
 
 def to_fixed(vector: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(vector, dtype=np.float64) * _SCALE).astype(np.int64)
+    return np.round(np.asarray(vector, dtype=np.float64) * FIXED_SCALE).astype(np.int64)
 
 
 def mean_from_fixed(total: np.ndarray, count: int) -> np.ndarray:
-    return (total.astype(np.float64) / _SCALE / max(count, 1)).astype(np.float32)
+    return (total.astype(np.float64) / FIXED_SCALE / max(count, 1)).astype(np.float32)
 
 
 def centre(vectors: np.ndarray, mean: np.ndarray | None) -> np.ndarray:

@@ -20,6 +20,7 @@ import json
 import posixpath
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from journeys import io, schema
@@ -157,6 +158,64 @@ def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY) -> No
                          "that wrote it")
 
 
-def check_inputs(events: str, items: str) -> None:
+def has_column(path: str, column: str) -> bool:
+    """Whether some file of a (checked) raw table has ``column``."""
+    return any(column in io.read_columns(file) for file in _files(path, "input"))
+
+
+def check_vectors(path: str, what: str, column: str = "embedding") -> int | None:
+    """Every file's ``column`` of item vectors: lists of numbers, all of one length across the files.
+    Returns that length (None when no file has the column). Read before any work, column only, so a
+    wrong file stops the run in seconds naming it, not in the middle of clustering. Rows with no
+    vector or a NaN are per-row problems (dead letters), not checked here."""
+    width, first_file = None, None
+    for file in _files(path, what):
+        if column not in io.read_columns(file):
+            continue
+        if io.file_format(file) == "parquet":
+            with io.open_input(file) as handle:
+                parquet = pq.ParquetFile(handle)
+                kind = parquet.schema_arrow.field(column).type
+                if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) \
+                        or not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+                    raise InputError(f"{what} file '{file}': column '{column}' is {kind}, not a list of numbers")
+                lengths = set()
+                for batch in parquet.iter_batches(columns=[column]):
+                    lengths.update(x for x in pc.unique(pc.list_value_length(batch.column(0))).to_pylist()
+                                   if x is not None)
+        else:
+            lengths = set()
+            for row, _problem, number in io.iter_numbered_rows(file):
+                value = (row or {}).get(column)
+                if isinstance(value, str) and value.strip():
+                    try:
+                        value = json.loads(value)
+                    except json.JSONDecodeError:
+                        raise InputError(f"{what} file '{file}' row {number}: column '{column}' is not a JSON "
+                                         "list of numbers") from None
+                if value is None or value == "":
+                    continue
+                if not isinstance(value, list) or not all(isinstance(x, (int, float)) or x is None for x in value):
+                    raise InputError(f"{what} file '{file}' row {number}: column '{column}' is not a list of numbers")
+                lengths.add(len(value))
+        for length in sorted(lengths):
+            if width is None:
+                width, first_file = length, file
+            elif length != width:
+                where = "" if first_file == file else f" ('{first_file}' has {width})"
+                raise InputError(f"{what} file '{file}': vectors in column '{column}' have {length} values, others "
+                                 f"{width}{where}; every item vector must have the same length")
+    return width
+
+
+def check_inputs(events: str, items: str, item_vectors: str | None = None) -> int | None:
+    """Events and items (and a separate vectors table); returns the item vectors' length, if any."""
     check_columns(events, schema.EVENT_REQUIRED, "events")
     check_columns(items, schema.ITEM_REQUIRED, "items")
+    if item_vectors:
+        if has_column(items, "embedding"):
+            raise InputError("the items have an 'embedding' column and --item_vectors is given too: give the "
+                             "vectors one way")
+        check_columns(item_vectors, ("item_id", "embedding"), "item vectors")
+        return check_vectors(item_vectors, "item vectors")
+    return check_vectors(items, "items")

@@ -25,6 +25,7 @@ class Item(NamedTuple):
     tags: tuple[str, ...] = ()
     category: str | None = None
     text: str | None = None
+    embedding: tuple[float, ...] | None = None  # the team's own vector for the item, if given
 
     def context_text(self, max_chars: int = 512) -> str | None:
         """Tags and description, embedded apart from the title (see ``embed_items``). The broad

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from journeys.centring import centre
 from journeys.extraction import NOISE, Extractor
+from journeys.item_space import ItemSpace
 from journeys.model import MICROS_PER_DAY, Event, Item, day_of, journey_id
 from journeys.persistence import PersistenceConfig
 from journeys.representation import representative_titles, salient_terms
@@ -75,14 +75,15 @@ def extract_user(
     settings: ExtractionSettings,
     catalogue_df: dict[str, int],
     catalogue_size: int,
-    catalogue_mean: np.ndarray | None = None,
+    item_space: ItemSpace | None = None,
 ) -> UserResult:
     """Cluster one user's events into journeys and transient clusters.
 
     ``events`` must all refer to items in ``catalogue`` (unknown items are dead-lettered earlier).
-    With ``catalogue_mean``, items are clustered on their vectors minus that mean (see
-    ``journeys.centring``); centroids and representative titles stay in the model's own space, where
-    names and other texts are embedded.
+    Items are clustered on ``item_space``'s rows (the chosen blocks, each centred by its catalogue
+    statistics: see ``journeys.item_space``; without it, on the text vectors as they are); centroids
+    and representative titles stay in the text encoder's own space, where names and other texts are
+    embedded.
     """
     events, duplicates = dedupe_events(events)
     result = UserResult(dead_letters=duplicates)
@@ -103,9 +104,10 @@ def extract_user(
     times = [e.ts for e in events]
     history_span = (max(times) - min(times)) / MICROS_PER_DAY
     history_days = len({day_of(t) for t in times})
-    rule = settings.persistence.rule_for(history_span, history_days)
+    rule = settings.persistence.rule_for(history_span, history_days, len(events), len(item_ids))
 
-    labels = settings.extractor.cluster(centre(vectors, catalogue_mean), visits)
+    space = item_space or ItemSpace(text_mean=None)
+    labels = settings.extractor.cluster(space.vectors(items, vectors, [it.embedding for it in items]), visits)
     result.noise_events = int(visits[labels == NOISE].sum())
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     members = [np.flatnonzero(labels == c) for c in range(n_clusters)]
@@ -126,7 +128,7 @@ def extract_user(
         record = _describe(user_id, [items[i] for i in index], vectors[index],
                            [e for i in index for e in events_of_item[i]], terms[cluster], settings, rule)
         failure = settings.persistence.failure(record["num_items"], record["span_days"], record["active_days"],
-                                               rule)
+                                               rule, record["num_events"])
         if failure is None:
             result.journeys.append(record)
             result.events_in_journeys += record["num_events"]

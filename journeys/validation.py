@@ -243,7 +243,46 @@ def validate_event(row: dict, window: TimeWindow = DEFAULT_WINDOW) -> tuple[Even
         return None, DeadLetter("events", reject.reason, reject.detail, row, user_id, item_id)
 
 
-def validate_item(row: dict) -> tuple[Item | None, DeadLetter | None]:
+def _embedding(row: dict, required: bool) -> tuple[float, ...] | None:
+    """The item's own vector, if the row has one: a list of finite numbers (a JSON list in a CSV
+    cell). Lengths are checked per file before any work (``journeys.inputs.check_vectors``)."""
+    value = row.get("embedding")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if required:
+            raise _Reject("missing_vector", "the item has no vector and the representation uses the embedding "
+                          "block (--representation); give it one, or choose the blocks without embedding")
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _Reject("bad_vector", f"embedding is not a JSON list of numbers: {value[:200]!r}") from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Reject("bad_vector", f"embedding must be a non-empty list of numbers, got {type(value).__name__}")
+    try:
+        vector = tuple(float(x) for x in value)
+    except (TypeError, ValueError):
+        raise _Reject("bad_vector", "embedding holds something that is not a number") from None
+    if not all(math.isfinite(x) for x in vector):
+        raise _Reject("bad_vector", "embedding holds NaN or an infinite value")
+    if not any(vector):
+        raise _Reject("bad_vector", "embedding is all zeros: it has no direction to compare")
+    return vector
+
+
+def validate_item_vector(row: dict) -> tuple[tuple[str, tuple[float, ...]] | None, DeadLetter | None]:
+    """A row of a separate item-vectors table -> (item_id, vector), or a dead letter."""
+    item_id = None
+    try:
+        item_id = _identifier(row, "item_id")
+        return (item_id, _embedding(row, required=True)), None
+    except _Reject as reject:
+        return None, DeadLetter("item_vectors", reject.reason, reject.detail, row, None, item_id)
+
+
+def validate_item(row: dict, require_vector: bool = False) -> tuple[Item | None, DeadLetter | None]:
+    """A catalogue row -> an Item, or a dead letter with the reason. With ``require_vector`` (the
+    embedding block is in use), a row without a vector is rejected rather than clustered without one."""
     item_id = None
     try:
         item_id = _identifier(row, "item_id")
@@ -256,6 +295,7 @@ def validate_item(row: dict) -> tuple[Item | None, DeadLetter | None]:
             tags=_tags(row),
             category=_optional_text(row, "category"),
             text=_optional_text(row, "text"),
+            embedding=_embedding(row, require_vector),
         )
         return item, None
     except _Reject as reject:

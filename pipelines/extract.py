@@ -40,13 +40,15 @@ from journeys import centring, io, previous, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, combine, item_texts, model_identity
 from journeys.extraction import make_extractor, strategies
 from journeys.inputs import check_inputs
+from journeys.item_space import parse_blocks, parse_weights
 from journeys.lineage import RELATIONS, MatchConfig, assign_identity
 from journeys.model import Item
 from journeys.persistence import RULES, PersistenceConfig
 from journeys.representation import document_terms
 from journeys.user_extraction import ExtractionSettings, extract_user
-from journeys.validation import DeadLetter, validate_event, validate_item
+from journeys.validation import DeadLetter, validate_event, validate_item, validate_item_vector
 from pipelines import packed_events
+from pipelines.catalogue_stats import CatalogueStatistics, item_space
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
 from pipelines.options import CommonOptions, run_and_summarise, time_window, torch_threads
 from pipelines.transforms import ROWS_PER_SHARD, Publish, ReadRows, WriteShards, merge_counts, sort_key, stable_shard
@@ -70,6 +72,16 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--centring", default="mean", choices=centring.CENTRINGS,
                            help="subtract the mean of the run's item vectors before clustering (mean), or "
                            "cluster the model's vectors as they are (none); see README")
+        group.add_argument("--representation", default=None,
+                           help="the item representation's blocks, comma-separated: text (the sentence encoder), "
+                           "tags (the catalogue's tags and categories), embedding (your own item vectors: an "
+                           "'embedding' column of the items, or --item_vectors); default: every block the items "
+                           "support")
+        group.add_argument("--block_weights", default=None,
+                           help="weights of the blocks, e.g. text=1,tags=0.5 (a block not named weighs 1)")
+        group.add_argument("--item_vectors", default=None,
+                           help="your own item vectors: a table of item_id and embedding (a list of numbers of one "
+                           "length), any input format, joined to the items on item_id")
         group.add_argument("--threshold", type=float, default=None, help="ICPC: cosine to join a journey (0.4)")
         group.add_argument("--merge_threshold", type=float, default=None,
                            help="ICPC: cosine to merge a small journey (0.3)")
@@ -91,6 +103,15 @@ class ExtractOptions(PipelineOptions):
                            "days, count for the rest (default)")
         group.add_argument("--count_min_items", type=int, default=PersistenceConfig.count_min_items,
                            help="persistence: fewest distinct items in a journey under the count rule")
+        group.add_argument("--count_min_returns", type=int, default=PersistenceConfig.count_min_returns,
+                           help="persistence: fewest returns (events on an item of the cluster seen before) in a "
+                           "journey under the count rule")
+        group.add_argument("--log_min_items", type=int, default=None,
+                           help="persistence: fewest distinct items in a journey under the log rule (default: the "
+                           "clustering's minimum cluster size)")
+        group.add_argument("--log_max_returns", type=float, default=PersistenceConfig.log_max_returns,
+                           help="persistence, auto: judge a user by the log rule when at most this share of their "
+                           "events return to an item seen before (ratings, tags: each item once)")
         group.add_argument("--embedding_model", default=DEFAULT_MODEL,
                            help="sentence-transformers model id or path (default: the packaged all-MiniLM-L6-v2)")
         group.add_argument("--embedding_cache", default=None,
@@ -106,6 +127,41 @@ class ExtractOptions(PipelineOptions):
                            help="--previous: share of the smaller journey's items the other must hold to match")
         group.add_argument("--min_similarity", type=float, default=MatchConfig.min_similarity,
                            help="--previous: centroid cosine two journeys must have to match")
+
+
+def persistence_config(opts: ExtractOptions) -> PersistenceConfig:
+    """The persistence filter; the log rule's floor is the clustering's own minimum size unless set."""
+    floor = opts.log_min_items
+    if floor is None:
+        config = make_extractor(opts.strategy, **extractor_params(opts)).config
+        floor = getattr(config, "min_size", None) or getattr(config, "min_cluster_size", None) or 3
+    return PersistenceConfig(min_items=opts.min_items, min_span_days=opts.min_span_days,
+                             min_active_days=opts.min_active_days, rule=opts.persistence,
+                             count_min_items=opts.count_min_items, count_min_returns=opts.count_min_returns,
+                             log_min_items=floor, log_max_returns=opts.log_max_returns)
+
+
+def representation(opts: ExtractOptions) -> tuple[tuple[str, ...], dict]:
+    """(the blocks, the block weights). ``run`` settles the default before the graph is built (every
+    block the items support: text and tags, and embedding when vectors are given), so that building
+    the graph reads nothing; a graph built without ``run`` takes text and tags."""
+    blocks, weights = parse_blocks(opts.representation) or ("text", "tags"), parse_weights(opts.block_weights)
+    unused = sorted(set(weights) - set(blocks))
+    if unused:
+        raise ValueError(f"--block_weights names {', '.join(unused)}, which --representation does not use")
+    return blocks, weights
+
+
+def settle_representation(opts: ExtractOptions, vector_width: int | None) -> None:
+    """Fill in the default blocks from what the items carry, or refuse the embedding block without
+    vectors. ``vector_width``: the given vectors' length (None: no vectors given)."""
+    blocks = parse_blocks(opts.representation)
+    if blocks is None:
+        blocks = ("text", "tags", "embedding") if vector_width else ("text", "tags")
+    elif "embedding" in blocks and not vector_width:
+        raise ValueError("--representation embedding needs item vectors: an 'embedding' column in the items, "
+                         "or --item_vectors")
+    opts.representation = ",".join(blocks)
 
 
 def extractor_params(opts: ExtractOptions) -> dict:
@@ -154,6 +210,34 @@ class _Validate(beam.DoFn):
     def finish_bundle(self):
         for key, count in self.file_counts.items():  # one count per file and bundle, not per row
             yield beam.pvalue.TaggedOutput("files", WindowedValue((key, count), MIN_TIMESTAMP, [GlobalWindow()]))
+
+
+def _attach_vector(element, required: bool):
+    """(item_id, {"item": [Item], "vector": [vector]}) -> the items with their vector. One vector row
+    per item id: extra rows are dead letters (the smallest vector is kept, so reruns agree), as are
+    vectors of no item; an item without a vector is one too when the embedding block is in use."""
+    item_id, grouped = element
+    vectors = sorted(grouped["vector"])
+    for extra in vectors[1:]:
+        yield beam.pvalue.TaggedOutput("dead", DeadLetter(
+            "item_vectors", "duplicate_vector", "another row has a vector for the same item_id",
+            {"item_id": item_id, "embedding": list(extra)}, None, item_id))
+    items = list(grouped["item"])
+    if not items:
+        for vector in vectors[:1]:
+            yield beam.pvalue.TaggedOutput("dead", DeadLetter(
+                "item_vectors", "unknown_item", "item_id is not in the item catalogue (or its row was rejected)",
+                {"item_id": item_id, "embedding": list(vector)}, None, item_id))
+        return
+    for item in items:
+        if vectors:
+            yield item._replace(embedding=vectors[0])
+        elif required:
+            yield beam.pvalue.TaggedOutput("dead", DeadLetter(
+                "items", "missing_vector", "--item_vectors has no vector for this item and the representation "
+                "uses the embedding block", item._asdict(), None, item_id))
+        else:
+            yield item
 
 
 def _one_item_per_id(element):
@@ -283,30 +367,6 @@ def _first_vector(element):
     return min(pairs, key=lambda pair: pair[0].content_key())
 
 
-class _CatalogueMean(beam.CombineFn):
-    """(count, fixed-point sum) of the item vectors -> (mean, count). Integer sums are exact, so the
-    mean is the same whatever order the runner adds the items in (byte-identical reruns)."""
-
-    def create_accumulator(self):
-        return 0, None
-
-    def add_input(self, accumulator, vector):
-        count, total = accumulator
-        fixed = centring.to_fixed(vector)
-        return count + 1, fixed if total is None else total + fixed
-
-    def merge_accumulators(self, accumulators):
-        count, total = 0, None
-        for n, part in accumulators:
-            if part is not None:
-                count, total = count + n, part if total is None else total + part
-        return count, total
-
-    def extract_output(self, accumulator):
-        count, total = accumulator
-        return None if total is None else (centring.mean_from_fixed(total, count), count)
-
-
 # ---- group and extract -------------------------------------------------------------------------
 
 def _previous_record(row: dict) -> tuple[str, dict]:
@@ -336,8 +396,9 @@ class _ExtractShard(beam.DoFn):
     group at a time, never a whole dataset. ``catalogue`` maps item_id -> (item, vector)."""
 
     def __init__(self, staging: str, strategy: str, params: dict, persistence: PersistenceConfig, model: str,
-                 match: MatchConfig):
+                 match: MatchConfig, blocks: tuple[str, ...] | None, weights: dict):
         self.staging = staging
+        self.blocks, self.weights = blocks, weights
         self.strategy, self.params, self.persistence, self.model = strategy, params, persistence, model
         self.match = match
         self.users = Metrics.counter("extract", "users")
@@ -348,7 +409,7 @@ class _ExtractShard(beam.DoFn):
             make_extractor(self.strategy, **self.params), self.persistence, self.strategy, self.model)
 
     def process(self, element, catalogue: dict, catalogue_df: dict, catalogue_size: int, run_time: int | None,
-                catalogue_mean=None):
+                statistics: dict):
         shard, grouped = element
         histories: dict[str, list[bytes]] = {}
         for packed in grouped["events"]:
@@ -356,7 +417,7 @@ class _ExtractShard(beam.DoFn):
         previous_of: dict[str, list[dict]] = {}
         for user_id, journey in grouped["previous"]:
             previous_of.setdefault(user_id, []).append(journey)
-        mean = catalogue_mean[0] if catalogue_mean else None
+        space = item_space(self.blocks, self.weights, statistics)
         counts: dict[str, int] = {}
         with contextlib.ExitStack() as files:  # each file appears under its name only if all went well
             writers = {name: files.enter_context(io.ParquetRows(
@@ -365,7 +426,7 @@ class _ExtractShard(beam.DoFn):
                 rows = {name: [] for name in SHARD_DATASETS}
                 events = [packed_events.unpack(packed) for packed in histories.pop(user_id, [])]
                 yield from self._user(user_id, events, previous_of.get(user_id, []), rows, counts, catalogue,
-                                      catalogue_df, catalogue_size, run_time, mean)
+                                      catalogue_df, catalogue_size, run_time, space)
                 for name, fields in SHARD_DATASETS.items():  # the user id is the first sort field
                     writers[name].add(sorted(rows[name], key=sort_key(fields[1:])))
         yield from (writer.path for writer in writers.values() if writer.rows)
@@ -373,7 +434,7 @@ class _ExtractShard(beam.DoFn):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
 
     def _user(self, user_id, history, previous_journeys, rows, counts, catalogue, catalogue_df, catalogue_size,
-              run_time, mean):
+              run_time, space):
         """One user: cluster, keep identity, add their rows to ``rows`` and counts to ``counts``; yields
         their dead letters."""
         def count(name: str, n: int = 1) -> None:
@@ -391,7 +452,7 @@ class _ExtractShard(beam.DoFn):
         if not events:  # no usable events in this run: all the user's previous journeys ended
             _, lineage = assign_identity(user_id, previous_journeys, [], self.match, run_time)
         else:
-            result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size, mean)
+            result = extract_user(user_id, events, catalogue, self.settings, catalogue_df, catalogue_size, space)
             # Identity is a step after clustering: the clustering never sees the previous run.
             journeys, lineage = assign_identity(user_id, previous_journeys, result.journeys, self.match, run_time)
             self.users.inc()
@@ -419,11 +480,20 @@ class _ExtractShard(beam.DoFn):
 
 
 class _PublishExtraction(Publish):
-    """Publish, with the catalogue mean the clustering used recorded in the summary."""
+    """Publish, with the item representation the clustering used recorded in the summary: its blocks,
+    their dimensions and weights, and the catalogue statistics (the means, the tag space) with hashes."""
 
-    def process(self, _, written: list[str], counts: list[tuple[str, int]], catalogue_mean=None):
+    def __init__(self, *args, blocks: tuple[str, ...] | None, weights: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.blocks, self.weights = blocks, weights
+
+    def process(self, _, written: list[str], counts: list[tuple[str, int]], statistics: dict):
         summary = self.summarise(merge_counts(counts))
-        summary["centring"] = centring.describe(*catalogue_mean) if catalogue_mean else {"method": "none"}
+        text_mean = statistics["text_mean"]
+        summary["centring"] = centring.describe(*text_mean) if text_mean else {"method": "none"}
+        space = item_space(self.blocks, self.weights, statistics)
+        widths = statistics["dimensions"]
+        summary["representation"] = space.describe(widths.get("text"), widths.get("embedding") or None)
         yield self.publish(written, summary)
 
 
@@ -440,10 +510,11 @@ class Summarise:
 
         event_rejects, item_rejects = by("rejected.events."), by("rejected.items.")
         files: dict[str, dict[str, dict[str, int]]] = {"events": {}, "items": {}}
+        vector_rejects = by("rejected.item_vectors.")
         for key, count in counts.items():
             if key.startswith("file."):  # file.<source>.<read|rejected>.<path>
                 _, source, what, path = key.split(".", 3)
-                files[source].setdefault(path, {"read": 0, "rejected": 0})[what] = count
+                files.setdefault(source, {}).setdefault(path, {"read": 0, "rejected": 0})[what] = count
         # Every parsed row is counted once, per file, by _Validate: the totals are the files' sums.
         events_read, items_read = (sum(f["read"] for f in files[source].values()) for source in ("events", "items"))
         events = {
@@ -483,6 +554,10 @@ class Summarise:
             "journeys": counts.get("journeys", 0),
             "transient_clusters": counts.get("transient_clusters", 0),
             "files": files,  # per input file: rows read and rejected (a file with no rows is absent)
+            # --item_vectors: rows read; rejected by reason; the rest are attached to their items.
+            **({"item_vectors": {"read": sum(f["read"] for f in files["item_vectors"].values()),
+                                 "rejected": sum(vector_rejects.values()), "rejected_by_reason": vector_rejects}}
+               if "item_vectors" in files else {}),
             # How the journeys relate to --previous's (all "new" without it); see journeys/lineage.py.
             "lineage": {relation: counts.get(f"lineage.{relation}", 0) for relation in RELATIONS},
             "previous_journeys": counts.get("previous_journeys", 0),
@@ -494,8 +569,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
     params = extractor_params(opts)
     make_extractor(opts.strategy, **params)  # fail now, with a clear message, on a bad parameter
-    persistence = PersistenceConfig(opts.min_items, opts.min_span_days, opts.min_active_days, opts.persistence,
-                                    opts.count_min_items)
+    persistence = persistence_config(opts)
+    blocks, weights = representation(opts)
     model = model_identity(opts.embedding_model)
     match = MatchConfig(opts.min_overlap, opts.min_similarity)
     previous_path = previous.journeys_folder(common.previous) if common.previous else None
@@ -507,12 +582,29 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         pipeline | "ReadEvents" >> ReadRows(common.events, numbered=True)
         | "ValidateEvents" >> beam.ParDo(_Validate("events", validate_events)).with_outputs("dead", "files", main="ok")
     )
+    # With the embedding block in use, an item without a vector is a dead letter (missing_vector).
+    uses_vectors = "embedding" in blocks
+    validate_items = functools.partial(validate_item, require_vector=uses_vectors and not opts.item_vectors)
     items = (
         pipeline | "ReadItems" >> ReadRows(opts.items, numbered=True)
-        | "ValidateItems" >> beam.ParDo(_Validate("items", validate_item)).with_outputs("dead", "files", main="ok")
+        | "ValidateItems" >> beam.ParDo(_Validate("items", validate_items)).with_outputs("dead", "files", main="ok")
     )
+    catalogue_rows, vector_dead, vector_files = items.ok, [], []
+    if opts.item_vectors:
+        vector_rows = (
+            pipeline | "ReadItemVectors" >> ReadRows(opts.item_vectors, numbered=True)
+            | "ValidateItemVectors" >> beam.ParDo(_Validate("item_vectors", validate_item_vector))
+            .with_outputs("dead", "files", main="ok")
+        )
+        attached = (
+            {"item": items.ok | "KeyItemsForVectors" >> beam.Map(lambda it: (it.item_id, it)), "vector": vector_rows.ok}
+            | "JoinVectors" >> beam.CoGroupByKey()
+            | "AttachVectors" >> beam.FlatMap(_attach_vector, required=uses_vectors).with_outputs("dead", main="ok")
+        )
+        catalogue_rows = attached.ok
+        vector_dead, vector_files = [vector_rows.dead, attached.dead], [vector_rows.files]
     unique_items = (
-        items.ok
+        catalogue_rows
         | "KeyItems" >> beam.Map(lambda it: (it.item_id, it))
         | "GroupItems" >> beam.GroupByKey()
         | "OneItemPerId" >> beam.FlatMap(_one_item_per_id).with_output_types(Item).with_outputs("dead", main="ok")
@@ -554,16 +646,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     catalogue_size = unique_items.ok | "CountItems" >> beam.combiners.Count.Globally()
 
-    # Computed once per run, over the vectors of the items that have events; every user is clustered
-    # against the same mean (recorded in the summary).
-    mean_side = {}
-    if opts.centring == "mean":
-        catalogue_mean = (
-            vectors
-            | "ItemVectors" >> beam.Map(lambda pair: pair[1])
-            | "CatalogueMean" >> beam.CombineGlobally(_CatalogueMean())
-        )
-        mean_side = {"catalogue_mean": beam.pvalue.AsSingleton(catalogue_mean)}
+    # Computed once per run, over the items that have events: every user is clustered against the
+    # same statistics (recorded in the summary, with hashes).
+    statistics = beam.pvalue.AsSingleton(
+        vectors | "CatalogueStatistics" >> CatalogueStatistics(centre_text=opts.centring == "mean"))
 
     # Users go to --num_shards shards by a hash of their id; the per-user step takes a shard at a
     # time and writes its files itself (see _ExtractShard), so no dataset is held whole anywhere.
@@ -591,17 +677,17 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     extracted = (
         by_shard
         | "ExtractJourneys" >> beam.ParDo(
-            _ExtractShard(staging, opts.strategy, params, persistence, model, match),
+            _ExtractShard(staging, opts.strategy, params, persistence, model, match, blocks, weights),
             catalogue=beam.pvalue.AsDict(vectors | "KeyByItem" >> beam.Map(lambda p: (p[0].item_id, p))),
             catalogue_df=beam.pvalue.AsDict(catalogue_df),
             catalogue_size=beam.pvalue.AsSingleton(catalogue_size),
             run_time=beam.pvalue.AsSingleton(run_time),
-            **mean_side,
+            statistics=statistics,
         ).with_outputs("dead", "counts", main="written")
     )
 
     dead = (
-        (events.dead, items.dead, unique_items.dead, extracted.dead)
+        (events.dead, items.dead, *vector_dead, unique_items.dead, extracted.dead)
         | "AllDeadLetters" >> beam.Flatten()
     )
     written_dead = (
@@ -617,6 +703,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             extracted.counts,
             events.files,
             items.files,
+            *vector_files,
             *previous_count,
             dead | "RejectReasons" >> beam.Map(lambda d: (f"rejected.{d.source}.{d.reason}", 1)),
             catalogue_size | "ItemsInCatalogue" >> beam.Map(lambda n: ("items_in_catalogue", n)),
@@ -629,10 +716,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     config = {
         "events": common.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
-        "centring": opts.centring,
-        "persistence": {"rule": persistence.rule, "min_items": persistence.min_items,
-                        "min_span_days": persistence.min_span_days, "min_active_days": persistence.min_active_days,
-                        "count_min_items": persistence.count_min_items},
+        "centring": opts.centring, "representation": list(blocks),
+        "block_weights": weights, "item_vectors": opts.item_vectors,
+        "persistence": dataclasses.asdict(persistence),
         "embedding_model": model, "torch_threads": threads,
         "previous": common.previous, "min_overlap": match.min_overlap, "min_similarity": match.min_similarity,
     }
@@ -640,10 +726,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         pipeline
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
-            _PublishExtraction(common.out, staging, DATASETS, time.time(), Summarise(config)),
+            _PublishExtraction(common.out, staging, DATASETS, time.time(), Summarise(config), blocks=blocks,
+                               weights=weights),
             written=beam.pvalue.AsList(written),
             counts=beam.pvalue.AsList(counts),
-            **mean_side,
+            statistics=statistics,
         )
     )
 
@@ -656,7 +743,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         if not value:
             raise ValueError(f"--{name} is required")
     time_window(options)  # a bad --min_timestamp / --max_timestamp fails now
-    check_inputs(common.events, opts.items)
+    settle_representation(opts, check_inputs(common.events, opts.items, opts.item_vectors))
+    representation(opts)  # a bad --block_weights fails now
     MatchConfig(opts.min_overlap, opts.min_similarity)  # a clear error now on a bad threshold
     if common.previous:  # refused now, before any work, if it cannot be built on
         previous.previous_journeys(common.previous, model_identity(opts.embedding_model), common.events)

@@ -196,3 +196,65 @@ def test_the_graph_builds_with_dataflow_options_without_touching_anything(tmp_pa
     assert options.view_as(GoogleCloudOptions).project == "demo-project"
     assert options.view_as(SetupOptions).setup_file == "./setup.py"
     assert list(tmp_path.iterdir()) == []  # building the graph wrote nothing locally
+
+
+def _hidden_grouping(small_sample, folder):
+    """The sample with every title a meaningless id and no tags, and item vectors that carry the
+    planted topics (hidden from the text): only the given vectors can show what goes together."""
+    import numpy as np
+
+    truth = io.read_table(small_sample["truth"]).to_pylist()
+    topic_of = {r["item_id"]: r["topic_id"] for r in truth if r["topic_id"] is not None}
+    topics = sorted(set(topic_of.values()))
+    rng = np.random.default_rng(0)
+    items = io.read_table(small_sample["items"]).to_pylist()
+    vectors = []
+    width = len(topics) + 16
+    for item in items:
+        vector = rng.normal(0, 0.06, width)
+        if item["item_id"] in topic_of:
+            vector[topics.index(topic_of[item["item_id"]])] += 1.0
+        vectors.append(vector.tolist())
+    plain = [{"item_id": it["item_id"], "title": f"item {n}", "tags": [], "category": None, "text": None}
+             for n, it in enumerate(items)]
+    return plain, vectors
+
+
+def test_given_item_vectors_recover_a_grouping_the_text_does_not_show(small_sample, embedding_cache, tmp_path):
+    import pyarrow as pa
+
+    plain, vectors = _hidden_grouping(small_sample, tmp_path)
+    truth = io.read_table(small_sample["truth"])
+    with_column = tmp_path / "items.parquet"
+    io.write_table(pa.Table.from_pylist([{**it, "embedding": v} for it, v in zip(plain, vectors)]), str(with_column))
+    summary = _run(small_sample["events"], str(with_column), tmp_path / "given", embedding_cache,
+                   "--representation", "embedding")
+    journeys = io.read_table(str(tmp_path / "given" / "journeys"))
+    given = evaluate(zip(journeys["user_id"].to_pylist(), journeys["item_ids"].to_pylist()), truth)
+    assert given["journey_recall"] >= 0.75 and given["journey_precision"] >= 0.75
+    assert [b["name"] for b in summary["representation"]["blocks"]] == ["embedding"]
+    assert summary["representation"]["blocks"][0]["dimension"] == len(vectors[0])
+
+    # The same vectors as a separate table, one of them missing and one for an item that does not exist.
+    vector_rows = [{"item_id": it["item_id"], "embedding": v} for it, v in zip(plain, vectors)]
+    missing = vector_rows.pop(0)["item_id"]
+    vector_rows.append({"item_id": "no-such-item", "embedding": vectors[0]})
+    separate = tmp_path / "vectors.parquet"
+    io.write_table(pa.Table.from_pylist(vector_rows), str(separate))
+    only_text = tmp_path / "plain.parquet"
+    io.write_table(pa.Table.from_pylist(plain), str(only_text))
+    summary = _run(small_sample["events"], str(only_text), tmp_path / "file", embedding_cache,
+                   "--item_vectors", str(separate))
+    assert [b["name"] for b in summary["representation"]["blocks"]] == ["text", "tags", "embedding"]
+    assert summary["items"]["rejected_by_reason"] == {"missing_vector": 1} and summary["items"]["balanced"]
+    assert summary["item_vectors"]["rejected_by_reason"] == {"unknown_item": 1}
+    dead = io.read_table(str(tmp_path / "file" / "dead_letter")).to_pylist()
+    assert {(d["source"], d["reason"], d["item_id"]) for d in dead if d["source"] != "events"} == {
+        ("items", "missing_vector", missing), ("item_vectors", "unknown_item", "no-such-item")}
+    assert summary["events"]["balanced"]
+
+
+def test_vectors_given_two_ways_or_asked_for_without_vectors_are_refused(small_sample, embedding_cache, tmp_path):
+    with pytest.raises(ValueError, match="needs item vectors"):
+        _run(small_sample["events"], small_sample["items"], tmp_path / "x", embedding_cache,
+             "--representation", "text,embedding")

@@ -44,13 +44,15 @@ def _journey_events(topic: str, days: list[int]) -> list[Event]:
 
 
 def test_a_persistent_interest_becomes_a_journey_and_a_burst_is_transient():
-    events = _journey_events("bread", [0, 3, 9, 15, 22, 30]) + _journey_events("f1", [40, 40, 40, 40, 41])
+    # The user returns to items (8 events on 6 bread items), so time judges persistence.
+    events = _journey_events("bread", [0, 3, 9, 15, 22, 30, 33, 36]) + _journey_events("f1", [40, 40, 40, 40, 41])
     result = _run(events)
+    assert result.user["persistence_rule"] == "time"
     assert len(result.journeys) == 1 and len(result.transient) == 1
     journey = result.journeys[0]
     assert set(journey["item_ids"]) == {f"bread-{n}" for n in range(6)}
-    assert journey["active_days"] == 6 and journey["span_days"] == 30.0
-    assert journey["num_events"] == 6
+    assert journey["active_days"] == 8 and journey["span_days"] == 36.0
+    assert journey["num_events"] == 8
     assert 0 < journey["persistence"] <= 1
     assert "span" in result.transient[0]["reason"] and "active days" in result.transient[0]["reason"]
     assert result.events_in_journeys + result.events_in_transient + result.noise_events == len(events)
@@ -118,9 +120,30 @@ def test_users_without_journeys_say_why():
     settings = ExtractionSettings(make_extractor("icpc"), PersistenceConfig(rule="time"), "icpc", "m")
     result = extract_user("u", events, catalogue, settings, {}, 5)
     assert result.user["outcome"] == "only_transient" and result.user["persistence_rule"] == "time"
+    # Each item once (a log of ratings or tags): auto judges by the log rule, where 3 items suffice.
     counted = ExtractionSettings(make_extractor("icpc"), PersistenceConfig(), "icpc", "m")
     result = extract_user("u", events, catalogue, counted, {}, 5)
-    assert result.user["persistence_rule"] == "count" and result.user["outcome"] == "journeys"
+    assert result.user["persistence_rule"] == "log" and result.user["outcome"] == "journeys"
     assert result.user["journeys"] == 1 and result.user["num_events"] == 5
+    three = extract_user("u", events[:3], catalogue, counted, {}, 5)
+    assert three.user["persistence_rule"] == "log" and three.user["journeys"] == 1
     lone = extract_user("u", events[:1], catalogue, counted, {}, 5)
     assert lone.user["outcome"] == "no_cluster" and lone.noise_events == 1
+
+
+def test_a_burst_without_returns_is_transient_for_a_user_who_returns_to_items():
+    """A bursty history (one afternoon) of a user who comes back to items: the count rule applies,
+    and a cluster of five new items touched once each is a passing interest, not a journey."""
+    rng = np.random.default_rng(1)
+    axes = np.eye(8)
+    vectors = [axes[0] + 0.05 * rng.normal(size=8) for _ in range(5)] + [axes[1] + 0.05 * rng.normal(size=8)
+                                                                         for _ in range(5)]
+    catalogue = {f"i{n}": (Item(f"i{n}", f"title {n}"), (v / np.linalg.norm(v)).astype(np.float32))
+                 for n, v in enumerate(vectors)}
+    returned = [Event("u", f"i{n % 5}", n * 60_000_000) for n in range(15)]  # i0-i4, each three times
+    burst = [Event("u", f"i{5 + n}", (100 + n) * 60_000_000) for n in range(5)]
+    settings = ExtractionSettings(make_extractor("icpc"), PersistenceConfig(), "icpc", "m")
+    result = extract_user("u", returned + burst, catalogue, settings, {}, 10)
+    assert result.user["persistence_rule"] == "count"
+    assert [sorted(j["item_ids"]) for j in result.journeys] == [[f"i{n}" for n in range(5)]]
+    assert [t["reason"] for t in result.transient] == ["0 returns < 1"]
