@@ -20,6 +20,10 @@ What is reported per size and variant:
   (VmRSS) every 20 ms by a background thread, and the peak minus the RSS just before the run
   (imports and Python itself).
 
+At the sizes given to ``--text-only-sizes`` the pipeline also runs with ``--representation text``
+(the sentence vector alone, as before the tags and sessions blocks): the ratio default / text-only
+says what the other blocks cost.
+
 The baseline (``--embed_per_event``) embeds an item's texts once for every event on it, as a naive
 pipeline would; the ratio per-event seconds / per-item seconds says how many times slower that is.
 
@@ -27,6 +31,7 @@ Run from the repository root:
 
     python benchmarks/extract.py                          # 10k and 100k events, baseline at 10k
     python benchmarks/extract.py --sizes 10000 --repeats 5
+    python benchmarks/extract.py --sizes 100000 --per-event-sizes --text-only-sizes 100000 --repeats-large 3
     python benchmarks/extract.py --sizes 1000000 --per-event-sizes      # about 2 minutes on 2 cores
     python benchmarks/extract.py --sizes 10000000 --per-event-sizes --workdir W   # leave it going
 """
@@ -70,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-event-sizes", type=int, nargs="*", default=[10_000],
                         help="sizes (among --sizes) at which also to run the --embed_per_event baseline "
                         "(slow: every event's item is embedded). Give no value to skip it (default: 10000)")
+    parser.add_argument("--text-only-sizes", type=int, nargs="*", default=[],
+                        help="sizes (among --sizes) at which also to run with --representation text, to see what "
+                        "the other blocks cost (default: none)")
     parser.add_argument("--repeats", type=int, default=3,
                         help=f"runs per variant for sizes below {LARGE_SIZE} (default: 3)")
     parser.add_argument("--repeats-large", type=int, default=1,
@@ -168,6 +176,8 @@ def child_run(spec: dict) -> dict:
             "--torch_threads", str(spec["torch_threads"])]
     if spec["per_event"]:
         argv.append("--embed_per_event")
+    if spec.get("representation"):
+        argv += ["--representation", spec["representation"]]
     with PeakRSS() as memory:
         started = time.perf_counter()
         # The in-process runner needs no pickled __main__; pickling this script would only cost time.
@@ -190,18 +200,21 @@ def child_run(spec: dict) -> dict:
     }
 
 
-def run_once(sample: dict, out: Path, per_event: bool, threads: int) -> dict:
-    spec = {"sample": sample, "out": str(out), "per_event": per_event, "torch_threads": threads}
+def run_once(sample: dict, out: Path, per_event: bool, threads: int, representation: str | None = None) -> dict:
+    spec = {"sample": sample, "out": str(out), "per_event": per_event, "torch_threads": threads,
+            "representation": representation}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
                           stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(sample: dict, repeats: int, per_event: bool, workdir: Path, threads: int) -> dict:
-    variant = "per-event" if per_event else "per-item"
+def measure(sample: dict, repeats: int, per_event: bool, workdir: Path, threads: int,
+            representation: str | None = None) -> dict:
+    variant = "per-event" if per_event else ("text-only" if representation else "per-item")
     runs = []
     for repeat in range(repeats):
-        run = run_once(sample, workdir / f"out-{sample['size']}-{variant}-{repeat}", per_event, threads)
+        run = run_once(sample, workdir / f"out-{sample['size']}-{variant}-{repeat}", per_event, threads,
+                       representation)
         print(f"  {variant:9} size {sample['size']}: run {repeat + 1} of {repeats}: {run['seconds']:.1f} s "
               f"(floor {run['floor_seconds']:.1f} s), peak {run['peak_rss_mib']:.0f} MiB (+{run['peak_rise_mib']:.0f})",
               file=sys.stderr, flush=True)
@@ -267,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict] = []
     ratios: list[dict] = []
+    block_ratios: list[dict] = []
     try:
         for size in args.sizes:
             repeats = args.repeats_large if size >= LARGE_SIZE else args.repeats
@@ -276,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
             per_item = measure(sample, repeats, False, workdir, args.torch_threads)
             results.append(per_item)
+            if size in args.text_only_sizes:
+                text_only = measure(sample, repeats, False, workdir, args.torch_threads, "text")
+                results.append(text_only)
+                block_ratios.append({"events": sample["events"], "default_seconds": per_item["median_seconds"],
+                                     "text_only_seconds": text_only["median_seconds"],
+                                     "ratio": round(per_item["median_seconds"] / text_only["median_seconds"], 3)})
             if size in args.per_event_sizes:
                 per_event = measure(sample, repeats, True, workdir, args.torch_threads)
                 results.append(per_event)
@@ -309,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in ratios:
         print(f"per-event / per-item embedding at {r['events']} events: {r['ratio']:.2f}x "
               f"({r['per_event_seconds']:.1f} s vs {r['per_item_seconds']:.1f} s, medians)")
-    if ratios:
+    for r in block_ratios:
+        print(f"default blocks / text only at {r['events']} events: {r['ratio']:.3f}x "
+              f"({r['default_seconds']:.1f} s vs {r['text_only_seconds']:.1f} s, medians)")
+    if ratios or block_ratios:
         print()
     print(f"machine: {machine['cpu_count']} CPUs (os.cpu_count()), pipeline torch threads: "
           f"{threads.get('threads')} ({threads.get('reason')}), {machine['platform']}, Python {machine['python']}, "
@@ -319,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
           "rise MiB = peak minus RSS just before it (imports done)")
 
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios, "machine": machine},
+        Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios, "block_ratios": block_ratios,
+                                               "machine": machine},
                                               indent=2) + "\n", encoding="utf-8")
     return 0
 

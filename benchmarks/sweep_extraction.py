@@ -42,26 +42,31 @@ class Setting(NamedTuple):
     params: dict  # extractor parameters; anything left out keeps its default
     persistence: dict | None = None  # PersistenceConfig's fields by name; None: the defaults
     centring: str = "mean"  # "mean" (the default) or "none"
-    blocks: tuple = ("text", "tags")  # the item representation's blocks (see journeys/item_space.py)
-    weights: dict | None = None  # block weights; None: equal
+    blocks: tuple = ("text", "tags", "sessions")  # the item representation's blocks (journeys/item_space.py)
+    weights: dict | None = None  # block weights; None: the defaults
+    log_params: dict | None = None  # ICPC for log-rule histories, over the LOG_ICPC defaults; None: those
 
 
 # The configurations, one table row each. Edit freely.
 SWEEP: list[Setting] = [
-    Setting("text only, icpc 0.40 / merge 0.30 / centroid 0.50", "icpc", {}, blocks=("text",)),
-    Setting("text + tags, icpc 0.40 / merge 0.30 / centroid 0.50", "icpc", {}),
-    Setting("text + tags, icpc 0.40 / merge 0.20 / centroid 0.50", "icpc", {"merge_threshold": 0.2}),
-    Setting("text + tags, icpc 0.45 / merge 0.20 / centroid 0.55", "icpc",
+    Setting("text only, log histories clustered as the rest", "icpc", {}, blocks=("text",),
+            log_params={"threshold": 0.4, "merge_threshold": 0.3, "centroid_merge_threshold": 0.5}),
+    Setting("text + tags, log histories clustered as the rest", "icpc", {}, blocks=("text", "tags"),
+            log_params={"threshold": 0.4, "merge_threshold": 0.3, "centroid_merge_threshold": 0.5}),
+    Setting("text + tags, log histories finer", "icpc", {}, blocks=("text", "tags")),
+    Setting("text + tags + sessions, log histories finer (default)", "icpc", {}),
+    Setting("default, log threshold 0.45", "icpc", {}, log_params={"threshold": 0.45}),
+    Setting("default, log threshold 0.55", "icpc", {}, log_params={"threshold": 0.55}),
+    Setting("default, log merge 0.1", "icpc", {}, log_params={"merge_threshold": 0.1}),
+    Setting("default, log centroid merge 0.7", "icpc", {}, log_params={"centroid_merge_threshold": 0.7}),
+    Setting("default, sessions weight 0.2", "icpc", {}, weights={"sessions": 0.2}),
+    Setting("default, sessions weight 0.5", "icpc", {}, weights={"sessions": 0.5}),
+    Setting("default, tags weight 0.5", "icpc", {}, weights={"tags": 0.5}),
+    Setting("default, icpc 0.45 / merge 0.20 / centroid 0.55", "icpc",
             {"threshold": 0.45, "merge_threshold": 0.2, "centroid_merge_threshold": 0.55}),
-    Setting("text + tags, icpc 0.50 / merge 0.20 / centroid 0.60", "icpc",
-            {"threshold": 0.5, "merge_threshold": 0.2, "centroid_merge_threshold": 0.6}),
-    Setting("text + tags, icpc 0.50 / merge 0.20 / centroid off", "icpc",
-            {"threshold": 0.5, "merge_threshold": 0.2, "centroid_merge_threshold": 1.0}),
-    Setting("text + tags, hdbscan eom", "hdbscan", {"selection": "eom"}),
-    Setting("text + tags, tags weight 0.5", "icpc", {"merge_threshold": 0.2}, weights={"tags": 0.5}),
-    Setting("text + tags, tags weight 2", "icpc", {"merge_threshold": 0.2}, weights={"tags": 2.0}),
-    Setting("text + tags, count rule without returns", "icpc", {"merge_threshold": 0.2}, {"count_min_returns": 0}),
-    Setting("text + tags, log rule off", "icpc", {"merge_threshold": 0.2}, {"log_max_returns": -1.0}),
+    Setting("default, hdbscan eom", "hdbscan", {"selection": "eom"}),
+    Setting("default, count rule without returns", "icpc", {}, {"count_min_returns": 0}),
+    Setting("default, log rule off", "icpc", {}, {"log_max_returns": -1.0}),
 ]
 
 COLUMNS = ["ari", "nmi", "journey_recall", "journey_precision", "transient_reported_as_journeys", "journeys_per_user"]
@@ -132,10 +137,14 @@ def run_setting(setting: Setting, data: Prepared, model: str) -> dict:
     from journeys.item_space import ItemSpace
     from journeys.persistence import PersistenceConfig
     from journeys.user_extraction import ExtractionSettings, extract_user
+    from pipelines.extract import LOG_ICPC
 
     persistence = PersistenceConfig(**(setting.persistence or {}))
+    log_extractor = None
+    if setting.strategy == "icpc":
+        log_extractor = make_extractor("icpc", **{**setting.params, **LOG_ICPC, **(setting.log_params or {})})
     settings = ExtractionSettings(make_extractor(setting.strategy, **setting.params), persistence,
-                                  setting.strategy, model)
+                                  setting.strategy, model, log_extractor=log_extractor)
     space = ItemSpace(setting.blocks, setting.weights or {}, data.text_mean if setting.centring == "mean" else None,
                       data.tag_space if "tags" in setting.blocks else None,
                       data.embedding_mean if "embedding" in setting.blocks else None)

@@ -8,6 +8,12 @@
   a rare genre are close here even when their titles share nothing.
 - ``embedding``: the team's own item vectors (two-tower, co-watch, item2vec), unit-normalised and
   centred by their catalogue mean.
+- ``sessions``: for a history judged by the log rule only (each item filed once: ratings, tags), the
+  sitting the user filed the item in (sittings are told apart by gaps of more than an hour), one-hot.
+  A tagger files what they think of together: on HetRec MovieLens the order of filing predicts a
+  user's own tag groups about as well as the films' content. In a history of returns a day of
+  browsing mixes interests, so there the block is left out. It weighs less by default (0.35 against
+  1: 15% of the cosine beside text and tags).
 
 Each block is centred and unit-normalised, multiplied by the square root of its share of the
 weights, and the rows are concatenated and normalised again: the cosine of two items is then the
@@ -34,7 +40,9 @@ import numpy as np
 from journeys import centring
 from journeys.model import Item
 
-BLOCKS = ("text", "tags", "embedding")
+BLOCKS = ("text", "tags", "embedding", "sessions")
+DEFAULT_WEIGHTS = {"sessions": 0.35}
+SESSION_GAP_MICROS = 3600 * 1_000_000  # a pause longer than this starts a new sitting
 
 
 def parse_blocks(text: str | None) -> tuple[str, ...] | None:
@@ -164,6 +172,18 @@ class TagSpace:
         return {"terms": len(self.terms), "tagged_items": self.tagged_items, "sha256": digest.hexdigest()}
 
 
+def sessions_of(first_seen: list[int]) -> list[int]:
+    """The sitting of each item, from the times it was first seen (in the order given): a new
+    sitting starts after a pause longer than ``SESSION_GAP_MICROS`` between those times."""
+    times = sorted(set(first_seen))
+    sitting, number, last = {}, 0, None
+    for t in times:
+        if last is not None and t - last > SESSION_GAP_MICROS:
+            number += 1
+        sitting[t], last = number, t
+    return [sitting[t] for t in first_seen]
+
+
 def _unit_rows(rows: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.where(norms == 0, 1, norms)
@@ -195,15 +215,19 @@ class ItemSpace:
             raise ValueError("at least one chosen block must have a weight above 0")
 
     def weight(self, block: str) -> float:
-        return float(self.weights.get(block, 1.0))
+        return float(self.weights.get(block, DEFAULT_WEIGHTS.get(block, 1.0)))
 
-    def vectors(self, items: list[Item], text_vectors: np.ndarray, embeddings: list | None = None) -> np.ndarray:
-        """The rows the clustering compares, for ``items`` with their text vectors (and given vectors)."""
-        if self.blocks == ("text",):  # as before blocks existed: the same floats, the same journeys
+    def vectors(self, items: list[Item], text_vectors: np.ndarray, embeddings: list | None = None,
+                sessions: list[int] | None = None) -> np.ndarray:
+        """The rows the clustering compares, for ``items`` with their text vectors (and given vectors,
+        and for a log history the sitting each item was filed in; without it the sessions block is
+        left out)."""
+        blocks = [b for b in self.blocks if b != "sessions" or sessions is not None]
+        if blocks == ["text"]:  # as before blocks existed: the same floats, the same journeys
             return centring.centre(text_vectors, self.text_mean)
-        total = sum(self.weight(b) for b in self.blocks)
+        total = sum(self.weight(b) for b in blocks)
         parts = []
-        for block in self.blocks:
+        for block in blocks:
             share = self.weight(block) / total
             if share == 0:
                 continue
@@ -211,6 +235,9 @@ class ItemSpace:
                 part = centring.centre(text_vectors, self.text_mean)
             elif block == "tags":
                 part = self.tag_space.block(items)
+            elif block == "sessions":
+                part = np.zeros((len(items), max(sessions, default=0) + 1))
+                part[np.arange(len(items)), sessions] = 1.0
             else:
                 given = np.stack([unit_vector(v) for v in embeddings]) if embeddings else np.zeros((0, 0))
                 part = centring.centre(given, self.embedding_mean)
@@ -227,6 +254,9 @@ class ItemSpace:
                 entry["centring"] = "mean" if self.text_mean is not None else "none"
             elif block == "tags":
                 entry |= {"dimension": self.tag_space.dimension, **self.tag_space.describe()}
+            elif block == "sessions":
+                entry |= {"applies_to": "users judged by the log rule",
+                          "gap_seconds": SESSION_GAP_MICROS // 1_000_000}
             else:
                 entry["dimension"] = embedding_dimension
                 if self.embedding_mean is not None:

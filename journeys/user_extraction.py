@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from journeys.extraction import NOISE, Extractor
-from journeys.item_space import ItemSpace
+from journeys.item_space import ItemSpace, sessions_of
 from journeys.model import MICROS_PER_DAY, Event, Item, day_of, journey_id
 from journeys.persistence import PersistenceConfig
 from journeys.representation import representative_titles, salient_terms
@@ -25,6 +25,8 @@ class ExtractionSettings:
     embedding_model: str
     top_terms: int = 10
     top_titles: int = 20  # namers take the first few; the naming ablations go up to 20
+    # Clusters the histories judged by the log rule (finer: see PersistenceConfig); None: ``extractor``.
+    log_extractor: Extractor | None = None
 
 
 @dataclass
@@ -107,7 +109,10 @@ def extract_user(
     rule = settings.persistence.rule_for(history_span, history_days, len(events), len(item_ids))
 
     space = item_space or ItemSpace(text_mean=None)
-    labels = settings.extractor.cluster(space.vectors(items, vectors, [it.embedding for it in items]), visits)
+    logged = rule == "log"
+    sessions = sessions_of([e[0].ts for e in events_of_item]) if logged else None
+    extractor = settings.log_extractor if logged and settings.log_extractor else settings.extractor
+    labels = extractor.cluster(space.vectors(items, vectors, [it.embedding for it in items], sessions), visits)
     result.noise_events = int(visits[labels == NOISE].sum())
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     members = [np.flatnonzero(labels == c) for c in range(n_clusters)]

@@ -144,7 +144,7 @@ def _check_strategy(options: PipelineOptions, given: list[str]) -> None:
     """An extraction option is strategy-specific when it changes the parameters of some strategy;
     given with a strategy it does not change, it would be silently ignored: refused."""
     from journeys.extraction import strategies
-    from pipelines.extract import ExtractOptions, extractor_params
+    from pipelines.extract import ExtractOptions, extractor_params, log_extractor_params
 
     values = options.view_as(ExtractOptions).get_all_options()
     chosen = values.get("strategy")
@@ -152,7 +152,8 @@ def _check_strategy(options: PipelineOptions, given: list[str]) -> None:
         dest = option[2:]
         if dest == "strategy" or values.get(dest) is None:
             continue
-        applies = [s for s in strategies() if _changes(values, dest, s, extractor_params)]
+        applies = [s for s in strategies() if _changes(values, dest, s, extractor_params)
+                   or _changes(values, dest, s, log_extractor_params)]
         if applies and chosen not in applies:
             raise OptionError(f"{option} does not apply to the {chosen} strategy (it is for "
                               f"{', '.join(applies)}): leave it out, or choose --strategy {applies[0]}")

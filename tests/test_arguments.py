@@ -28,6 +28,7 @@ def test_known_options_pass(command, argv):
 @pytest.mark.parametrize("command, argv, message", [
     ("extract", ["--min_itmes", "10"], "did you mean --min_items"),
     ("extract", ["--strategy", "hdbscan", "--merge_threshold", "0.3"], "--merge_threshold does not apply to the hdb"),
+    ("extract", ["--strategy", "hdbscan", "--log_threshold", "0.6"], "--log_threshold does not apply to the hdb"),
     ("extract", ["--top_items", "3"], "`journeys export`"),
     ("extract", ["--num_shards", "0"], "--num_shards must be at least 1"),
     ("name", ["--min_span_days", "3"], "`journeys extract`"),

@@ -10,7 +10,15 @@ import pytest
 
 from journeys.centring import mean_from_fixed, to_fixed
 from journeys.inputs import InputError, check_vectors
-from journeys.item_space import ItemSpace, TagSpace, parse_blocks, parse_weights, tag_terms, unit_vector
+from journeys.item_space import (
+    ItemSpace,
+    TagSpace,
+    parse_blocks,
+    parse_weights,
+    sessions_of,
+    tag_terms,
+    unit_vector,
+)
 from journeys.model import Item
 from journeys.validation import validate_item, validate_item_vector
 
@@ -129,3 +137,19 @@ def test_vectors_of_different_lengths_or_not_numbers_stop_the_run_naming_the_fil
     with pytest.raises(InputError, match=r"words\.parquet.*not a list of numbers"):
         check_vectors(str(words), "items")
     assert check_vectors(str(tmp_path / "items" / "a.parquet"), "items") == 2
+
+
+def test_sittings_are_told_apart_by_pauses_of_more_than_an_hour():
+    minute = 60 * 1_000_000
+    firsts = [0, 10 * minute, 200 * minute, 5 * minute, 259 * minute, 330 * minute]
+    assert sessions_of(firsts) == [0, 0, 1, 0, 1, 2]
+
+
+def test_the_sessions_block_joins_only_histories_judged_by_the_log_rule():
+    text = np.eye(4, dtype=np.float32)
+    space = ItemSpace(("text", "sessions"), {}, None)
+    assert space.vectors(ITEMS[:4], text).tobytes() == text.tobytes()  # no sittings given: text alone
+    rows = space.vectors(ITEMS[:4], text, sessions=[0, 0, 1, 1])
+    share = 0.35 / 1.35  # the sessions block's default weight against text's 1
+    np.testing.assert_allclose((rows @ rows.T)[0, 1], share, atol=1e-6)  # same sitting, unrelated text
+    np.testing.assert_allclose((rows @ rows.T)[0, 2], 0.0, atol=1e-6)

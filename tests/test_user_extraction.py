@@ -147,3 +147,31 @@ def test_a_burst_without_returns_is_transient_for_a_user_who_returns_to_items():
     assert result.user["persistence_rule"] == "count"
     assert [sorted(j["item_ids"]) for j in result.journeys] == [[f"i{n}" for n in range(5)]]
     assert [t["reason"] for t in result.transient] == ["0 returns < 1"]
+
+
+def test_a_log_history_is_clustered_by_the_log_extractor():
+    """Each item once: the log rule, and the clustering for logs (here one that keeps every item
+    apart, so no journey can form) instead of the run's own."""
+    items = [item for item, _ in CATALOGUE.values()]
+    events = [Event("u1", f"bread-{n}", n * DAY) for n in range(6)]
+    apart = make_extractor("icpc", threshold=1.0, merge_threshold=1.0, centroid_merge_threshold=1.0)
+    settings = dataclasses.replace(SETTINGS, log_extractor=apart)
+    logged = extract_user("u1", events, CATALOGUE, settings, dict(document_terms(items)), len(items))
+    assert logged.user["persistence_rule"] == "log" and logged.user["outcome"] == "no_cluster"
+    assert _run(events).user["journeys"] == 1  # the run's own clustering finds the bread journey
+
+
+def test_the_centroid_stays_in_the_text_space_whatever_blocks_cluster():
+    """Names, grounding, lineage, exemplars and the journey user encoder read the centroid as a text
+    vector: with the tags block (or any other) deciding the clusters, it is still the unit mean of the
+    members' text vectors."""
+    from journeys.item_space import ItemSpace, TagSpace
+
+    items = [item for item, _ in CATALOGUE.values()]
+    space = ItemSpace(("text", "tags"), {"tags": 3.0}, None, TagSpace.fit(items))
+    events = _journey_events("bread", [0, 3, 9, 15, 22, 30, 33, 36])
+    journey = extract_user("u1", events, CATALOGUE, SETTINGS, dict(document_terms(items)), len(items),
+                           space).journeys[0]
+    mean = np.mean([CATALOGUE[i][1] for i in journey["item_ids"]], axis=0)
+    np.testing.assert_allclose(journey["centroid"], mean / np.linalg.norm(mean), atol=1e-6)
+    assert len(journey["centroid"]) == 16  # the text vectors' width, not the blocks'
