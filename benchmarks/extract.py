@@ -13,7 +13,9 @@ the pipeline does beyond that (reading, validating, shuffling, clustering, writi
 
 What is reported per size and variant:
 
-- wall time of ``run()`` (``time.perf_counter``), repeated, as median, min and max;
+- wall time of ``run()`` (``time.perf_counter``), repeated, as median, min and max, and the CPU
+  time of the process during it (``time.process_time``: all its threads; the local runner works in
+  this process), which other work on a busy machine disturbs much less than the wall time;
 - events/s = events in the sample / wall seconds;
 - floor seconds and the ratio run / floor (medians over the repeats);
 - peak resident memory of the child while the run was going, sampled from ``/proc/self/status``
@@ -179,10 +181,10 @@ def child_run(spec: dict) -> dict:
     if spec.get("representation"):
         argv += ["--representation", spec["representation"]]
     with PeakRSS() as memory:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         # The in-process runner needs no pickled __main__; pickling this script would only cost time.
         summary = extract.run(argv, save_main_session=False)
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     events = summary["events"]
     if not events["balanced"] or events["read"] != sample["events"]:
         print(f"warning: size {sample['size']}: the summary read {events['read']} events "
@@ -190,6 +192,7 @@ def child_run(spec: dict) -> dict:
     shutil.rmtree(spec["out"], ignore_errors=True)
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_rss_mib": memory.peak / MIB,
         "peak_rise_mib": (memory.peak - memory.before) / MIB,
         "journeys": summary["journeys"],
@@ -215,7 +218,8 @@ def measure(sample: dict, repeats: int, per_event: bool, workdir: Path, threads:
     for repeat in range(repeats):
         run = run_once(sample, workdir / f"out-{sample['size']}-{variant}-{repeat}", per_event, threads,
                        representation)
-        print(f"  {variant:9} size {sample['size']}: run {repeat + 1} of {repeats}: {run['seconds']:.1f} s "
+        print(f"  {variant:9} size {sample['size']}: run {repeat + 1} of {repeats}: {run['seconds']:.1f} s, "
+              f"CPU {run['cpu_seconds']:.1f} s "
               f"(floor {run['floor_seconds']:.1f} s), peak {run['peak_rss_mib']:.0f} MiB (+{run['peak_rise_mib']:.0f})",
               file=sys.stderr, flush=True)
         runs.append(run)
@@ -235,6 +239,7 @@ def measure(sample: dict, repeats: int, per_event: bool, workdir: Path, threads:
         "min_seconds": round(min(seconds), 3),
         "max_seconds": round(max(seconds), 3),
         "median_events_per_s": round(sample["events"] / median, 1),
+        "median_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in runs), 3),
         "floor_seconds": round(floor, 3),
         "ratio_to_floor": round(median / floor, 2),
         "texts_embedded": runs[-1]["texts_embedded"],
@@ -295,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(text_only)
                 block_ratios.append({"events": sample["events"], "default_seconds": per_item["median_seconds"],
                                      "text_only_seconds": text_only["median_seconds"],
-                                     "ratio": round(per_item["median_seconds"] / text_only["median_seconds"], 3)})
+                                     "ratio": round(per_item["median_seconds"] / text_only["median_seconds"], 3),
+                                     "default_cpu": per_item["median_cpu_seconds"],
+                                     "text_only_cpu": text_only["median_cpu_seconds"],
+                                     "cpu_ratio": round(per_item["median_cpu_seconds"]
+                                                        / text_only["median_cpu_seconds"], 3)})
             if size in args.per_event_sizes:
                 per_event = measure(sample, repeats, True, workdir, args.torch_threads)
                 results.append(per_event)
@@ -330,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per-event / per-item embedding at {r['events']} events: {r['ratio']:.2f}x "
               f"({r['per_event_seconds']:.1f} s vs {r['per_item_seconds']:.1f} s, medians)")
     for r in block_ratios:
-        print(f"default blocks / text only at {r['events']} events: {r['ratio']:.3f}x "
-              f"({r['default_seconds']:.1f} s vs {r['text_only_seconds']:.1f} s, medians)")
+        print(f"default blocks / text only at {r['events']} events: {r['ratio']:.3f}x wall "
+              f"({r['default_seconds']:.1f} s vs {r['text_only_seconds']:.1f} s), {r['cpu_ratio']:.3f}x CPU "
+              f"({r['default_cpu']:.1f} s vs {r['text_only_cpu']:.1f} s), medians")
     if ratios or block_ratios:
         print()
     print(f"machine: {machine['cpu_count']} CPUs (os.cpu_count()), pipeline torch threads: "

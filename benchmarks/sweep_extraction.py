@@ -62,6 +62,8 @@ SWEEP: list[Setting] = [
     Setting("default, sessions weight 0.2", "icpc", {}, weights={"sessions": 0.2}),
     Setting("default, sessions weight 0.5", "icpc", {}, weights={"sessions": 0.5}),
     Setting("default, tags weight 0.5", "icpc", {}, weights={"tags": 0.5}),
+    Setting("default, tags weight 0.25", "icpc", {}, weights={"tags": 0.25}),
+    Setting("default without tags (text + sessions)", "icpc", {}, blocks=("text", "sessions")),
     Setting("default, icpc 0.45 / merge 0.20 / centroid 0.55", "icpc",
             {"threshold": 0.45, "merge_threshold": 0.2, "centroid_merge_threshold": 0.55}),
     Setting("default, hdbscan eom", "hdbscan", {"selection": "eom"}),

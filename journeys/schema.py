@@ -106,7 +106,7 @@ JOURNEYS = _with_meta("journeys", [*_JOURNEY_FIELDS, *_IDENTITY_FIELDS], SCHEMA_
 TRANSIENT = _with_meta("transient", [*_JOURNEY_FIELDS, pa.field("reason", pa.string(), nullable=False)])
 
 # One row per user with valid events (``journeys extract``): what their history was, which persistence
-# rule judged it (time or count), and the outcome, so that a user without journeys says why.
+# rule judged it (time, count or log), and the outcome, so that a user without journeys says why.
 USERS = _with_meta(
     "users",
     [
