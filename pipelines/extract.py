@@ -388,8 +388,8 @@ SHARD_DATASETS = {"journeys": ("user_id", "first_ts", "journey_id"), "transient"
 
 class _ExtractShard(beam.DoFn):
     """(shard, {"events": [packed event], "previous": [(user_id, journey)]}) -> that shard's files of
-    journeys/, transient/, users/ and lineage/, written here (main output: their paths), with dead
-    letters (events on unknown items among them) and counts tagged.
+    journeys/, transient/, users/ and lineage/, written here (main output: each file's ``{"path",
+    "size", "sha256"}``), with dead letters (events on unknown items among them) and counts tagged.
 
     Users are taken in id order and their rows written as they come (``io.ParquetRows``), so the
     files are sorted as ``WriteShards`` sorts them and this step holds one user's work and a row
@@ -429,7 +429,7 @@ class _ExtractShard(beam.DoFn):
                                       catalogue_df, catalogue_size, run_time, space)
                 for name, fields in SHARD_DATASETS.items():  # the user id is the first sort field
                     writers[name].add(sorted(rows[name], key=sort_key(fields[1:])))
-        yield from (writer.path for writer in writers.values() if writer.rows)
+        yield from (writer.written for writer in writers.values() if writer.rows)
         for name, count in sorted(counts.items()):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
 
