@@ -16,6 +16,7 @@ Problems inside a readable file are per row: the row goes to the dead letters wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 
@@ -117,12 +118,12 @@ def check_dataset(path: str, expected: pa.Schema, what: str, hint: str, marker: 
     return check_complete(path, what, hint, marker, step)
 
 
-def _relative(files: list[str], folder: str) -> list[str]:
+def relative_paths(files: list[str], folder: str) -> list[str]:
     _, base = io.url_to_fs(folder)
     return [posixpath.relpath(io.url_to_fs(f)[1], base.rstrip("/")) for f in files]
 
 
-def _rows(file: str) -> int:
+def count_rows(file: str) -> int:
     if io.file_format(file) == "parquet":
         with io.open_input(file) as handle:
             return io.parquet_file(handle).metadata.num_rows
@@ -135,14 +136,14 @@ def describe_dataset(folder: str, fingerprints: dict[str, dict] | None = None) -
     rows, and each file's size and SHA-256 (``integrity.record``). ``fingerprints``: what the
     writers hashed as they wrote, by relative path; a file not among them is read and hashed here."""
     files = io.list_input_files(folder)
-    relative = _relative(files, folder)
+    relative = relative_paths(files, folder)
     known = dict(fingerprints or {})
     for file, rel in zip(files, relative):
         if rel not in known:
             fs, stripped = io.url_to_fs(file)
             with fs.open(stripped, "rb") as handle:
                 known[rel] = integrity.fingerprint_handle(handle)
-    return {"files": sorted(relative), "rows": sum(_rows(file) for file in files),
+    return {"files": sorted(relative), "rows": sum(count_rows(file) for file in files),
             **integrity.record({rel: known[rel] for rel in relative})}
 
 
@@ -173,7 +174,7 @@ def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY,
         raise InputError(f"{summary_path} does not record the '{name}' dataset (an older release, or not "
                          f"this dataset's summary): re-run the step that wrote '{path}' ({hint})")
     files = io.list_input_files(path)
-    relative = _relative(files, path)
+    relative = relative_paths(files, path)
     recorded_files = recorded.get("files") or []
     if sorted(relative) != sorted(recorded_files):
         missing = sorted(set(recorded_files) - set(relative))
@@ -193,7 +194,7 @@ def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY,
             raise InputError(f"{what} file '{file}' {difference}; it is not what {summary_path} records, so it is "
                              f"not read: {rerun} to write it again")
         verified.append({"path": rel, **fingerprint})
-    rows = sum(_rows(file) for file in files)
+    rows = sum(count_rows(file) for file in files)
     if rows != recorded.get("rows"):
         raise InputError(f"{what} '{path}' holds {rows} rows, {summary_path} records {recorded.get('rows')} "
                          f"(the summary was edited?); {rerun} to write it again")
@@ -266,10 +267,31 @@ def check_vectors(path: str, what: str, column: str = "embedding") -> int | None
     return width
 
 
+def check_has_rows(path: str, what: str) -> None:
+    """Refuse a raw input with no rows at all. A run over nothing would end as a success that reads
+    like a run of nothing (0 users, 0 journeys) and hide a wrong path or glob, or an empty file from
+    the job upstream. Reads up to the first row of each file, no more."""
+    files = _files(path, what)
+    for file in files:
+        if io.file_format(file) == "parquet":
+            with io.open_input(file) as handle:
+                if io.parquet_file(handle).metadata.num_rows:
+                    return
+            continue
+        with contextlib.closing(io.iter_rows(file)) as rows:
+            for _ in rows:  # a line that does not parse counts: it is a row, rejected with its reason
+                return
+    count = f"{len(files)} files, each" if len(files) > 1 else "its one file is"
+    raise InputError(f"{what} '{path}' holds no rows ({count} empty): there is nothing to work on; check the "
+                     "path, or the job that wrote it")
+
+
 def check_inputs(events: str, items: str, item_vectors: str | None = None) -> int | None:
     """Events and items (and a separate vectors table); returns the item vectors' length, if any."""
     check_columns(events, schema.EVENT_REQUIRED, "events")
     check_columns(items, schema.ITEM_REQUIRED, "items")
+    check_has_rows(events, "events")
+    check_has_rows(items, "items")
     if item_vectors:
         if has_column(items, "embedding"):
             raise InputError("the items have an 'embedding' column and --item_vectors is given too: give the "

@@ -39,7 +39,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from journeys import centring, io, previous, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, combine, item_texts, model_identity
 from journeys.extraction import make_extractor, strategies
-from journeys.inputs import check_inputs
+from journeys.inputs import InputError, check_inputs
 from journeys.item_space import parse_blocks, parse_weights
 from journeys.lineage import RELATIONS, MatchConfig, assign_identity
 from journeys.model import Item
@@ -748,9 +748,27 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     MatchConfig(opts.min_overlap, opts.min_similarity)  # a clear error now on a bad threshold
     if common.previous:  # refused now, before any work, if it cannot be built on
         previous.previous_journeys(common.previous, model_identity(opts.embedding_model), common.events)
-    return run_and_summarise(options, build, save_main_session,
-                             inputs=[("--events", common.events), ("--items", opts.items),
-                                     ("--previous", common.previous)])
+    summary = run_and_summarise(options, build, save_main_session,
+                                inputs=[("--events", common.events), ("--items", opts.items),
+                                        ("--previous", common.previous)])
+    check_some_valid(summary, common.out)
+    return summary
+
+
+def check_some_valid(summary: dict, out: str) -> None:
+    """An InputError when no event was valid: the run wrote its (empty) datasets, its dead letters
+    and summary.json, which say why each row was rejected, but it must not end as a success that
+    looks like a run of nothing, nor let `journeys run` name and export nothing."""
+    events = summary["events"]
+    if events["used"]:
+        return
+    reasons = ", ".join(f"{reason} {count}" for reason, count in
+                        sorted(events["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])))
+    items = summary["items"]
+    catalogue = "" if items["in_catalogue"] else f"; no item was valid either ({items['rejected']} of " \
+        f"{items['read']} rejected)"
+    raise InputError(f"no valid events: all {events['read']} rows of --events were rejected ({reasons}){catalogue}, "
+                     f"so nothing was extracted; {io.join(out, 'dead_letter')} holds each row with its reason")
 
 
 if __name__ == "__main__":
