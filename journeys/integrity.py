@@ -83,18 +83,29 @@ def recorded_fingerprints(recorded: dict) -> dict[str, dict] | None:
 
 
 def compare(relative: str, expected: dict, size: int, read_fingerprint, others: dict[str, dict]) -> str | None:
-    """What differs between one file and its record, in words, or None. The size is compared first
-    (no read: a truncated or appended-to file is told at once); ``read_fingerprint()`` hashes the file
-    only when the sizes agree. ``others``: the other files' records, to recognise swapped files."""
+    """What differs between one file and its record, in words, or None. The size is compared first: a
+    truncated or appended-to file is told without reading it (unless another file was recorded with
+    its size: then it is hashed, to tell a swap). ``read_fingerprint()`` hashes the file.
+    ``others``: every file's record by relative path, to recognise files swapped or copied over."""
+    def same_as(found: str) -> str | None:
+        names = sorted(f for f, other in others.items() if other[ALGORITHM] == found and f != relative)
+        if names:
+            return (f"holds the bytes its step wrote as '{names[0]}' (SHA-256 {found[:12]}...): files swapped or "
+                    "copied over each other")
+        return None
+
+    if not isinstance(expected["size"], int):
+        return f"is {size:,} bytes, and its record's size is not a number ({expected['size']!r})"
     if size != expected["size"]:
-        how = "truncated" if size < (expected["size"] or 0) else "extended (appended to)"
+        if any(other["size"] == size for f, other in others.items() if f != relative):
+            swapped = same_as(read_fingerprint()[ALGORITHM])
+            if swapped:
+                return swapped
+        how = "truncated" if size < expected["size"] else "extended (appended to)"
         return f"is {size:,} bytes, its step wrote {expected['size']:,}: {how}"
     found = read_fingerprint()[ALGORITHM]
     if found == expected[ALGORITHM]:
         return None
-    same_as = sorted(f for f, other in others.items() if other[ALGORITHM] == found and f != relative)
-    if same_as:
-        return (f"holds the bytes its step wrote as '{same_as[0]}' (SHA-256 {found[:12]}...): files swapped or "
-                "copied over each other")
-    return (f"does not hold the bytes its step wrote: SHA-256 {found[:12]}..., recorded {expected[ALGORITHM][:12]}... "
-            "(same size: changed in place, e.g. a damaged copy or a second writer)")
+    return same_as(found) or (
+        f"does not hold the bytes its step wrote: SHA-256 {found[:12]}..., recorded {expected[ALGORITHM][:12]}... "
+        "(same size: changed in place, e.g. a damaged copy or a second writer)")
