@@ -8,8 +8,10 @@ that a wrong file fails in a second with a message naming it and saying what to 
 - Our own datasets (journeys, named journeys, embeddings): every file must be Parquet with the
   expected schema name (the dataset kind: a ``transient/`` or ``dead_letter/`` folder is not
   ``journeys``) and version and the expected columns, and the folder must match what the step that
-  wrote it recorded in the ``summary.json`` beside it (its files and row count): a folder whose step
-  did not finish, or that lost or gained a file since, is refused.
+  wrote it recorded in the ``summary.json`` beside it (its files, each file's size and SHA-256, and
+  the row count; ``journeys.integrity``): a folder whose step did not finish, that lost or gained a
+  file, or whose file changed since (truncated, appended to, swapped, a byte changed) is refused.
+- Raw inputs with no rows at all are refused (``check_has_rows``).
 
 Problems inside a readable file are per row: the row goes to the dead letters with a reason.
 """
@@ -157,7 +159,7 @@ def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY,
     fs, stripped = io.url_to_fs(path)
     if not fs.isdir(stripped):
         return None  # one file or a glob: a part chosen on purpose, nothing to compare with
-    rerun = f"re-run `{step}`" if step and step.startswith("journeys") else "re-run the step that wrote it"
+    rerun = f"re-run `{step}`" if step else "re-run the step that wrote it"
     folder = stripped.rstrip("/")
     parent, name = posixpath.split(folder)
     summary_path = io._with_protocol(fs, f"{parent}/{marker}")

@@ -26,8 +26,7 @@ CHUNK = 1 << 20
 
 # Which command writes each dataset kind (by schema name): what a refusal tells the user to re-run.
 WRITTEN_BY = {"journeys": "journeys extract", "transient": "journeys extract", "users": "journeys extract",
-              "lineage": "journeys extract", "dead_letter": "the step that wrote it",
-              "named_journeys": "journeys name", "journey_labels": "journeys export",
+              "lineage": "journeys extract", "named_journeys": "journeys name", "journey_labels": "journeys export",
               "user_embeddings": "journeys encode"}
 
 
