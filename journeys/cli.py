@@ -30,6 +30,7 @@ Turn users' activity histories into persistent, named interest journeys.
   uqabench  build a UQABench-style question set; pre-train sequence encoders; train the frozen LLM;
             align adapters; evaluate and score predictions
   encode    encode users as embeddings from their journeys or events (a Beam pipeline)
+  verify    check an export (or a step's output) against its manifest: every file's size and SHA-256
 
 Inputs and outputs may be local paths or gs:// URLs; inputs may be Parquet, CSV or JSONL.
 Run `journeys COMMAND --help` for what each command reads and writes."""
@@ -73,7 +74,15 @@ def _name(args, beam_args: list[str]) -> int:
                         *beam_args])
     keys = ("journeys_read", "named", "failed", "sent_to_namer", "carried_over", "wall_seconds")
     print(json.dumps({k: summary[k] for k in keys} | {"out": args.out}))
+    if not summary["journeys_read"]:
+        _note("name", f"'{args.journeys}' holds no journeys (its extraction found none: its users/ says why each "
+                      "user has none), so nothing was named")
     return 0
+
+
+def _note(command: str, text: str) -> None:
+    """A result that is correct but empty says so on stderr, so that it does not pass for a normal run."""
+    print(f"journeys {command}: note: {text}", file=sys.stderr)
 
 
 def _tune_pairs(args) -> int:
@@ -282,7 +291,20 @@ def _export(args, beam_args: list[str]) -> int:
         argv.append("--include_centroid")
     manifest = export.run(argv)
     print(json.dumps({"out": args.out, **{k: manifest[k] for k in ("rows", "users", "format", "wall_seconds")}}))
+    if not manifest["rows"]:
+        _note("export", f"'{args.named}' holds no named journeys, so the export holds no labels")
     return 0
+
+
+def _verify(args) -> int:
+    """Every file against the record; each difference on its own line (stderr), exit 1 if any."""
+    from journeys.verify import verify
+
+    report = verify(args.folder)
+    for line in report["problems"]:
+        print(f"journeys verify: {line}", file=sys.stderr)
+    print(json.dumps(report))
+    return 0 if report["ok"] else 1
 
 
 def _encode(args, beam_args: list[str]) -> int:
@@ -295,6 +317,8 @@ def _encode(args, beam_args: list[str]) -> int:
     summary = encode.run(argv)
     print(json.dumps({"out": args.out, "encoder": summary["encoder"], "users": summary["users"],
                       "wall_seconds": summary["wall_seconds"]}))
+    if not summary["users"]["read"]:
+        _note("encode", "no user to encode: the input holds no rows for any user (and --users names none)")
     return 0
 
 
@@ -619,6 +643,17 @@ def build_parser() -> argparse.ArgumentParser:
     encoding.add_argument("--users", default=None,
                           help="a table with user_id (events, questions.jsonl): also encode these users")
 
+    verifying = commands.add_parser(
+        "verify", help="check an export (or a step's output) against its manifest",
+        description="Check FOLDER against the record its step wrote last: an export's _manifest.json (or a "
+        "step's summary.json; a `journeys run` folder: each step's) lists every file of each dataset with its "
+        "size and SHA-256, and the rows. Prints one JSON object (datasets checked, differences); every "
+        "difference is also one line on stderr naming the file and what differs (missing, not written by the "
+        "step, truncated, extended, changed in place, swapped with another file). Exit 0 when everything "
+        "matches, 1 on any difference, 2 when FOLDER holds no record to check against.")
+    verifying.add_argument("folder", help="an export folder (with _manifest.json), a step's output folder or a "
+                           "run folder")
+
     cli_uqabench.add_parser(commands)
     return parser
 
@@ -637,7 +672,7 @@ def _paths(args) -> tuple[list[tuple[str, str | None]], list[str], list[str]]:
         "tune pairs": ("sample", "movielens"), "tune prompt": ("train",), "tune finetune": ("train",),
         "eval extraction": ("journeys", "truth"),
         "eval naming": ("journeys", "truth", "movielens", "prompt_adapter", "finetune_adapter"),
-        "report": ("eval", "extraction", "named"), "convert movielens": ("src",),
+        "report": ("eval", "extraction", "named"), "verify": ("folder",), "convert movielens": ("src",),
         "convert hetrec-movielens": ("src",),
         "uqabench build": ("events", "items", "journeys"), "uqabench score": ("questions", "predictions"),
         "uqabench pretrain": ("events", "items"), "uqabench llm": ("questions", "items"),
@@ -765,6 +800,8 @@ def _dispatch(args, extra: list[str]) -> int:
         return cli_uqabench.run(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "eval":
         return _eval_extraction(args) if args.target == "extraction" else _eval_naming(args)
     if args.source == "hetrec-movielens":

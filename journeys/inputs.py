@@ -8,22 +8,25 @@ that a wrong file fails in a second with a message naming it and saying what to 
 - Our own datasets (journeys, named journeys, embeddings): every file must be Parquet with the
   expected schema name (the dataset kind: a ``transient/`` or ``dead_letter/`` folder is not
   ``journeys``) and version and the expected columns, and the folder must match what the step that
-  wrote it recorded in the ``summary.json`` beside it (its files and row count): a folder whose step
-  did not finish, or that lost or gained a file since, is refused.
+  wrote it recorded in the ``summary.json`` beside it (its files, each file's size and SHA-256, and
+  the row count; ``journeys.integrity``): a folder whose step did not finish, that lost or gained a
+  file, or whose file changed since (truncated, appended to, swapped, a byte changed) is refused.
+- Raw inputs with no rows at all are refused (``check_has_rows``).
 
 Problems inside a readable file are per row: the row goes to the dead letters with a reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from journeys import io, schema
+from journeys import integrity, io, schema
+from journeys.integrity import WRITTEN_BY
 
 SUMMARY = "summary.json"
 
@@ -47,7 +50,7 @@ def check_columns(path: str, required: tuple[str, ...], what: str) -> list[str]:
             columns = io.read_columns(file)
             if io.file_format(file) == "parquet":
                 with io.open_input(file) as handle:
-                    _check_version(pq.ParquetFile(handle).schema_arrow, file)
+                    _check_version(io.parquet_file(handle).schema_arrow, file)
         except (ValueError, UnicodeDecodeError) as err:
             if isinstance(err, pa.ArrowException) or isinstance(err, UnicodeDecodeError):
                 raise InputError(f"{what} file '{file}' cannot be read ({err}); check that it is a complete "
@@ -74,11 +77,17 @@ def _check_version(found: pa.Schema, file: str) -> None:
         schema.check_version(found, kind, file)
 
 
-def check_dataset(path: str, expected: pa.Schema, what: str, hint: str, marker: str = SUMMARY) -> list[str]:
-    """The files of a Parquet dataset one of our steps wrote, or an InputError naming what is wrong:
-    a missing folder, a file that is not Parquet or cannot be read, another dataset kind or schema
-    version, a missing column, or a folder that does not match its step's summary. ``hint`` says
-    which folder to pass (e.g. "pass the named/ folder written by `journeys name`")."""
+def check_dataset(path: str, expected: pa.Schema, what: str, hint: str, marker: str = SUMMARY) -> list[dict] | None:
+    """Check a Parquet dataset one of our steps wrote, or raise an InputError naming what is wrong:
+    a missing folder, a file that is not Parquet or cannot be read, a folder that does not match its
+    step's summary (files, sizes, content hashes, rows), another dataset kind or schema version, or
+    a missing column. ``hint`` says which folder to pass (e.g. "pass the named/ folder written by
+    `journeys name`"). Returns the files' fingerprints as verified (``{"path", "size", "sha256"}``,
+    paths inside the folder), or None for a single file or a glob (nothing recorded to compare with).
+
+    The footers are read first (another dataset kind, passed by mistake, is told as such), then
+    every byte is compared with the summary; a footer that cannot be read is compared at once, so
+    a damaged file is refused as the file its step did not write, not as a puzzling format error."""
     name = expected.metadata[b"journeys.schema"].decode()
     files = _files(path, what)
     for file in files:
@@ -88,10 +97,13 @@ def check_dataset(path: str, expected: pa.Schema, what: str, hint: str, marker: 
             fmt = None
         if fmt != "parquet":
             raise InputError(f"{what}: '{file}' is not Parquet; {hint}")
+    step = WRITTEN_BY.get(name)
+    for file in files:
         try:
             with io.open_input(file) as handle:
-                found = pq.ParquetFile(handle).schema_arrow
-        except Exception as err:  # an unreadable file: say which one
+                found = io.parquet_file(handle).schema_arrow
+        except Exception as err:  # an unreadable file: say which one, and what differs if it changed
+            check_complete(path, what, hint, marker, step)
             raise InputError(f"{what} file '{file}' cannot be read ({type(err).__name__}: {err}); "
                              f"re-run the step that wrote it") from None
         kind = (found.metadata or {}).get(b"journeys.schema", b"").decode()
@@ -105,32 +117,49 @@ def check_dataset(path: str, expected: pa.Schema, what: str, hint: str, marker: 
         missing = [c for c in expected.names if c not in found.names]
         if missing:
             raise InputError(f"{what} file '{file}' has no column {', '.join(map(repr, missing))}")
-    check_complete(path, what, hint, marker)
-    return files
+    return check_complete(path, what, hint, marker, step)
 
 
-def describe_dataset(folder: str) -> dict:
-    """A published dataset's files (relative to it, sorted) and rows, as recorded in summaries."""
-    files = io.list_input_files(folder)
-    rows = 0
-    for file in files:
-        if io.file_format(file) == "parquet":
-            with io.open_input(file) as handle:
-                rows += pq.ParquetFile(handle).metadata.num_rows
-        else:
-            with io.open_input(file) as handle:
-                rows += sum(1 for line in handle if line.strip())
+def relative_paths(files: list[str], folder: str) -> list[str]:
     _, base = io.url_to_fs(folder)
-    relative = sorted(posixpath.relpath(io.url_to_fs(f)[1], base.rstrip("/")) for f in files)
-    return {"files": relative, "rows": rows}
+    return [posixpath.relpath(io.url_to_fs(f)[1], base.rstrip("/")) for f in files]
 
 
-def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY) -> None:
+def count_rows(file: str) -> int:
+    if io.file_format(file) == "parquet":
+        with io.open_input(file) as handle:
+            return io.parquet_file(handle).metadata.num_rows
+    with io.open_input(file) as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def describe_dataset(folder: str, fingerprints: dict[str, dict] | None = None) -> dict:
+    """A published dataset as its step's summary records it: its files (relative to it, sorted),
+    rows, and each file's size and SHA-256 (``integrity.record``). ``fingerprints``: what the
+    writers hashed as they wrote, by relative path; a file not among them is read and hashed here."""
+    files = io.list_input_files(folder)
+    relative = relative_paths(files, folder)
+    known = dict(fingerprints or {})
+    for file, rel in zip(files, relative):
+        if rel not in known:
+            fs, stripped = io.url_to_fs(file)
+            with fs.open(stripped, "rb") as handle:
+                known[rel] = integrity.fingerprint_handle(handle)
+    return {"files": sorted(relative), "rows": sum(count_rows(file) for file in files),
+            **integrity.record({rel: known[rel] for rel in relative})}
+
+
+def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY,
+                   step: str | None = None) -> list[dict] | None:
     """A dataset folder against the marker its step wrote beside it, last, on success
-    (``summary.json``; an export's ``_manifest.json``)."""
+    (``summary.json``; an export's ``_manifest.json``): the same files, each of the recorded size and
+    SHA-256, and the recorded rows. Returns the verified fingerprints (``{"path", "size", "sha256"}``),
+    or None for a single file or a glob. ``step``: the command that writes this dataset, named in
+    the refusal as the one to re-run."""
     fs, stripped = io.url_to_fs(path)
     if not fs.isdir(stripped):
-        return  # one file or a glob: a part chosen on purpose, nothing to compare with
+        return None  # one file or a glob: a part chosen on purpose, nothing to compare with
+    rerun = f"re-run `{step}`" if step else "re-run the step that wrote it"
     folder = stripped.rstrip("/")
     parent, name = posixpath.split(folder)
     summary_path = io._with_protocol(fs, f"{parent}/{marker}")
@@ -146,16 +175,48 @@ def check_complete(path: str, what: str, hint: str, marker: str = SUMMARY) -> No
     if not isinstance(recorded, dict):
         raise InputError(f"{summary_path} does not record the '{name}' dataset (an older release, or not "
                          f"this dataset's summary): re-run the step that wrote '{path}' ({hint})")
-    found = describe_dataset(path)
-    if found != {"files": recorded.get("files"), "rows": recorded.get("rows")}:
-        missing = sorted(set(recorded.get("files") or []) - set(found["files"]))
-        extra = sorted(set(found["files"]) - set(recorded.get("files") or []))
+    files = io.list_input_files(path)
+    relative = relative_paths(files, path)
+    recorded_files = recorded.get("files") or []
+    if sorted(relative) != sorted(recorded_files):
+        missing = sorted(set(recorded_files) - set(relative))
+        extra = sorted(set(relative) - set(recorded_files))
         changes = "".join([f"; missing: {', '.join(missing)}" if missing else "",
                            f"; not written by that step: {', '.join(extra)}" if extra else ""])
         raise InputError(f"{what} '{path}' does not match {summary_path}: it records "
-                         f"{len(recorded.get('files') or [])} files and {recorded.get('rows')} rows, the folder "
-                         f"holds {len(found['files'])} files and {found['rows']} rows{changes}; re-run the step "
-                         "that wrote it")
+                         f"{len(recorded_files)} files and {recorded.get('rows')} rows, the folder "
+                         f"holds {len(files)} files{changes}; {rerun} to write it again")
+    expected = integrity.recorded_fingerprints(recorded)
+    if expected is None:
+        raise InputError(f"{summary_path} records no sizes and SHA-256 hashes of the '{name}' files (written by an "
+                         f"older release), so they cannot be verified: {rerun} ({hint})")
+    verified = []
+    for file, rel, difference, fingerprint in compare_files(files, relative, expected):
+        if difference:
+            raise InputError(f"{what} file '{file}' {difference}; it is not what {summary_path} records, so it is "
+                             f"not read: {rerun} to write it again")
+        verified.append({"path": rel, **fingerprint})
+    rows = sum(count_rows(file) for file in files)
+    if rows != recorded.get("rows"):
+        raise InputError(f"{what} '{path}' holds {rows} rows, {summary_path} records {recorded.get('rows')} "
+                         f"(the summary was edited?); {rerun} to write it again")
+    return verified
+
+
+def compare_files(files: list[str], relative: list[str], expected: dict[str, dict]):
+    """Each recorded file against its record, in path order: ``(file, relative path, what differs or
+    None, fingerprint)``. A file of another size is told without reading it; the others are hashed."""
+    for file, rel in sorted(zip(files, relative), key=lambda pair: pair[1]):
+        fs, stripped = io.url_to_fs(file)
+        fingerprint: dict = {}
+
+        def read(fs=fs, stripped=stripped, fingerprint=fingerprint) -> dict:
+            with fs.open(stripped, "rb") as handle:  # the bytes as stored (never decompressed)
+                fingerprint.update(integrity.fingerprint_handle(handle))
+            return fingerprint
+
+        difference = integrity.compare(rel, expected[rel], fs.size(stripped), read, expected)
+        yield file, rel, difference, fingerprint
 
 
 def has_column(path: str, column: str) -> bool:
@@ -174,7 +235,7 @@ def check_vectors(path: str, what: str, column: str = "embedding") -> int | None
             continue
         if io.file_format(file) == "parquet":
             with io.open_input(file) as handle:
-                parquet = pq.ParquetFile(handle)
+                parquet = io.parquet_file(handle)
                 kind = parquet.schema_arrow.field(column).type
                 if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) \
                         or not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
@@ -208,10 +269,31 @@ def check_vectors(path: str, what: str, column: str = "embedding") -> int | None
     return width
 
 
+def check_has_rows(path: str, what: str) -> None:
+    """Refuse a raw input with no rows at all. A run over nothing would end as a success that reads
+    like a run of nothing (0 users, 0 journeys) and hide a wrong path or glob, or an empty file from
+    the job upstream. Reads up to the first row of each file, no more."""
+    files = _files(path, what)
+    for file in files:
+        if io.file_format(file) == "parquet":
+            with io.open_input(file) as handle:
+                if io.parquet_file(handle).metadata.num_rows:
+                    return
+            continue
+        with contextlib.closing(io.iter_rows(file)) as rows:
+            for _ in rows:  # a line that does not parse counts: it is a row, rejected with its reason
+                return
+    count = f"{len(files)} files, each" if len(files) > 1 else "its one file is"
+    raise InputError(f"{what} '{path}' holds no rows ({count} empty): there is nothing to work on; check the "
+                     "path, or the job that wrote it")
+
+
 def check_inputs(events: str, items: str, item_vectors: str | None = None) -> int | None:
     """Events and items (and a separate vectors table); returns the item vectors' length, if any."""
     check_columns(events, schema.EVENT_REQUIRED, "events")
     check_columns(items, schema.ITEM_REQUIRED, "items")
+    check_has_rows(events, "events")
+    check_has_rows(items, "items")
     if item_vectors:
         if has_column(items, "embedding"):
             raise InputError("the items have an 'embedding' column and --item_vectors is given too: give the "

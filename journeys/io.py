@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from journeys.integrity import HashingWriter
+
 _FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -35,6 +37,11 @@ _FORMATS = {
 }
 # Compressions we do not read: a file in one is refused by name rather than skipped.
 _UNREAD_COMPRESSIONS = (".bz2", ".xz", ".zst", ".zip", ".lz4", ".snappy", ".7z", ".tar", ".tgz")
+
+# How every Parquet file is written: with a CRC32 checksum in each page header, so that a damaged
+# page is caught by the format itself, in any copy of the file and by any reader that verifies
+# (ours always do: ``parquet_file``), not only against our summaries.
+PARQUET_WRITE = {"compression": "zstd", "write_page_checksum": True}
 
 # A row that could not be parsed at all: (None, "why: raw text"). A parsed row: (dict, None).
 ParsedRow = tuple[dict | None, str | None]
@@ -97,6 +104,12 @@ def list_input_files(path: str) -> list[str]:
     return [_with_protocol(fs, p) for p in found]
 
 
+def parquet_file(handle) -> pq.ParquetFile:
+    """A Parquet file whose pages are checked against their checksums as they are read (a page
+    without one, as other writers leave them, is read as before)."""
+    return pq.ParquetFile(handle, page_checksum_verification=True)
+
+
 def open_input(path: str):
     """A binary handle on one input file, decompressing ``.gz`` files as they are read."""
     fs, stripped = url_to_fs(path)
@@ -109,7 +122,7 @@ def read_columns(path: str) -> list[str]:
     fmt = file_format(path)
     with open_input(path) as handle:
         if fmt == "parquet":
-            return list(pq.ParquetFile(handle).schema_arrow.names)
+            return list(parquet_file(handle).schema_arrow.names)
         if fmt == "csv":
             raw = handle.readline()
             try:
@@ -148,7 +161,7 @@ def iter_numbered_rows(path: str, batch_size: int = 8192) -> Iterator[tuple[dict
     with open_input(path) as handle:
         if fmt == "parquet":
             number = 0
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size):
+            for batch in parquet_file(handle).iter_batches(batch_size=batch_size):
                 for row in batch.to_pylist():
                     number += 1
                     yield row, None, number
@@ -279,7 +292,7 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     for file in files:
         fs, stripped = url_to_fs(file)
         with fs.open(stripped, "rb") as handle:
-            tables.append(pq.read_table(handle, columns=columns))
+            tables.append(pq.read_table(handle, columns=columns, page_checksum_verification=True))
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="default")
@@ -289,7 +302,8 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
 def _atomic_handle(path: str):
     """A binary handle to write ``path`` through, such that a reader never sees a half-written file
     under the final name. On local disks that takes a partial file and a rename; an object-store
-    upload only appears once complete, so it is direct."""
+    upload only appears once complete, so it is direct. The handle hashes what goes through it
+    (``HashingWriter.fingerprint()``): what the step records of the file, without reading it again."""
     fs, stripped = url_to_fs(path)
     parent = posixpath.dirname(stripped)
     if parent:
@@ -298,31 +312,35 @@ def _atomic_handle(path: str):
     if _is_local(fs):
         target = f"{parent}/_partial-{uuid.uuid4().hex}-{posixpath.basename(stripped)}"
     with fs.open(target, "wb") as handle:
-        yield handle
+        yield HashingWriter(handle)
     if target != stripped:
         fs.mv(target, stripped)
 
 
-def _write_atomically(path: str, write) -> None:
+def _write_atomically(path: str, write) -> dict:
+    """Write ``path`` through ``write(handle)``; returns ``{"path", "size", "sha256"}`` of what was written."""
     with _atomic_handle(path) as handle:
         write(handle)
+    return {"path": path, **handle.fingerprint()}
 
 
-def write_table(table: pa.Table, path: str) -> None:
-    _write_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+def write_table(table: pa.Table, path: str) -> dict:
+    return _write_atomically(path, lambda handle: pq.write_table(table, handle, **PARQUET_WRITE))
 
 
 class ParquetRows:
     """Write rows (dicts) into one Parquet file as they come, holding at most ``rows_per_group``
     of them: each full batch becomes a row group. Written as ``write_table`` writes (one row group
     for a small file: the same bytes) and published atomically when closed without an error; no
-    file at all if no row came."""
+    file at all if no row came. Once closed, ``written`` is the file's ``{"path", "size", "sha256"}``
+    (None without a file)."""
 
     def __init__(self, path: str, schema: pa.Schema, rows_per_group: int = 20_000):
         self.path, self.schema, self.rows_per_group = path, schema, rows_per_group
         self._pending: list[dict] = []
-        self._handle = self._writer = None
+        self._handle = self._writer = self._hashing = None
         self.rows = 0
+        self.written: dict | None = None
 
     def add(self, rows: list[dict]) -> None:
         self._pending.extend(rows)
@@ -333,7 +351,8 @@ class ParquetRows:
     def _flush(self) -> None:
         if self._writer is None:
             self._handle = _atomic_handle(self.path)
-            self._writer = pq.ParquetWriter(self._handle.__enter__(), self.schema, compression="zstd")
+            self._hashing = self._handle.__enter__()
+            self._writer = pq.ParquetWriter(self._hashing, self.schema, **PARQUET_WRITE)
         self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
         self._pending = []
 
@@ -346,15 +365,17 @@ class ParquetRows:
         if self._writer is not None:
             self._writer.close()
             self._handle.__exit__(kind, error, trace)  # renames into place only without an error
+            if kind is None:
+                self.written = {"path": self.path, **self._hashing.fingerprint()}
 
 
-def write_jsonl(table: pa.Table, path: str) -> None:
+def write_jsonl(table: pa.Table, path: str) -> dict:
     """One JSON object per line, columns in schema order; timestamps as ISO-8601 text (UTC)."""
     for field in table.schema:  # what the Parquet writer refuses, so must this one
         if not field.nullable and table.column(field.name).null_count:
             raise ValueError(f"column '{field.name}' is declared non-nullable but contains nulls")
     lines = [json.dumps(row, ensure_ascii=False, default=_json_value) + "\n" for row in table.to_pylist()]
-    write_text("".join(lines), path)
+    return write_text("".join(lines), path)
 
 
 def _json_value(value):
@@ -363,8 +384,8 @@ def _json_value(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_text(text: str, path: str) -> None:
-    _write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+def write_text(text: str, path: str) -> dict:
+    return _write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def move_folder(source: str, target: str) -> None:

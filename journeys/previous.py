@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
-
 from journeys import io, schema
 from journeys.inputs import InputError, check_dataset
 
@@ -93,15 +91,20 @@ def labels_folder(previous: str) -> str:
 
 def previous_labels(previous: str) -> str:
     """The previous export's journey_labels/ folder (Parquet)."""
+    return checked_labels(previous)[0]
+
+
+def checked_labels(previous: str) -> tuple[str, list[dict]]:
+    """The previous export's journey_labels/ folder and its files' fingerprints as verified."""
     folder = _resolve(previous, "export", "export", "journey_labels", "_manifest.json")
     manifest = _read_json(io.join(folder, "_manifest.json"))
     _check_version(manifest.get("schema", {}).get("version"), folder, "_manifest.json")
     if manifest.get("format") != "parquet":
         raise InputError(f"--previous '{folder}' is a {manifest.get('format')} export: build on a Parquet one")
     labels = io.join(folder, "journey_labels")
-    check_dataset(labels, schema.JOURNEY_LABELS, "previous journey labels", "pass an earlier export",
-                  marker="_manifest.json")
-    return labels
+    verified = check_dataset(labels, schema.JOURNEY_LABELS, "previous journey labels", "pass an earlier export",
+                             marker="_manifest.json")
+    return labels, verified
 
 
 def any_user_in(events: str, users: set[str]) -> bool:
@@ -110,7 +113,7 @@ def any_user_in(events: str, users: set[str]) -> bool:
         if io.file_format(file) == "parquet":
             fs, stripped = io.url_to_fs(file)
             with fs.open(stripped, "rb") as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(columns=["user_id"], batch_size=65536):
+                for batch in io.parquet_file(handle).iter_batches(columns=["user_id"], batch_size=65536):
                     if any(str(u) in users for u in batch.column(0).to_pylist() if u is not None):
                         return True
         else:

@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, schema
-from journeys.inputs import check_columns, check_dataset
+from journeys.inputs import check_columns, check_dataset, check_has_rows
 from journeys.validation import DeadLetter, validate_event
 from pipelines.options import CommonOptions, run_and_summarise, time_window, torch_threads
 from pipelines.transforms import Publish, ReadRows, WriteShards
@@ -255,6 +255,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
                       "pass the journeys/ folder written by `journeys extract`")
     else:
         check_columns(common.events, ("user_id", "item_id", "timestamp"), "events")
+        check_has_rows(common.events, "events")
     if opts.users:
         check_columns(opts.users, ("user_id",), "users")
     return run_and_summarise(options, build, save_main_session, inputs=[

@@ -1,9 +1,10 @@
 """Beam pipeline: named journeys -> journey labels, the flat table recommender teams consume.
 
-    check the input up front -> read named/ -> one label per journey (plus, with --previous and
-    --lineage, one "ended" label per previous journey that did not continue) -> write
-    OUT/journey_labels/ (Parquet or JSONL) and OUT/lineage/ (with --lineage) and, in parallel,
-    fingerprint every input file -> publish -> OUT/_manifest.json
+    check and verify the inputs up front (every file's size and SHA-256 against its step's summary)
+    -> read named/ -> one label per journey (plus, with --previous and --lineage, one "ended" label
+    per previous journey that did not continue) -> write OUT/journey_labels/ (Parquet or JSONL) and
+    OUT/lineage/ (with --lineage) -> publish -> OUT/_manifest.json (with the inputs' hashes as
+    verified, and each written file's size and hash: what `journeys verify` checks)
 
 Why a Beam pipeline and not a few lines of pyarrow: it is the same read / write shards / publish
 path as extract and name (staging folder, folders moved into place, the marker written last), it
@@ -17,6 +18,7 @@ before anything is replaced: consumers must check that it exists before reading 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import posixpath
@@ -27,7 +29,7 @@ from importlib import metadata
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from journeys import io, previous, schema
+from journeys import integrity, io, previous, schema
 from journeys.inputs import InputError, check_dataset
 from journeys.lineage import ENDED, ENDED_STATUS, MERGED, RELATIONS, STATUSES
 from pipelines.options import CommonOptions, run_and_summarise
@@ -89,10 +91,33 @@ def _ended_labels(element, columns: list[str]):
         yield {**{c: labels[0].get(c) for c in columns}, "status": ENDED_STATUS}
 
 
-def check_named(path: str) -> list[str]:
-    """The named dataset's files, or an InputError naming what is wrong (before anything is written)."""
+def check_named(path: str) -> list[dict] | None:
+    """The named dataset's verified fingerprints, or an InputError naming what is wrong (before
+    anything is written)."""
     return check_dataset(path, schema.NAMED_JOURNEYS, "named journeys",
                          "pass the named/ folder written by `journeys name`")
+
+
+def check_inputs(named: str, lineage: str | None, previous_run: str | None, include_centroid: bool) -> dict:
+    """Every input checked and verified before any work; returns each one's file fingerprints, as
+    the manifest records them (``{"path", "size", "sha256"}``, paths inside the input folder)."""
+    verified = {"named": check_named(named) or _fingerprints(named), "lineage": [], "previous": []}
+    if lineage:
+        verified["lineage"] = check_dataset(lineage, schema.LINEAGE, "lineage",
+                                            "pass the lineage/ folder written by `journeys extract`") \
+            or _fingerprints(lineage)
+    if previous_run:
+        if not lineage:
+            raise InputError("--previous needs --lineage: the lineage/ folder of the extraction that used it")
+        labels, verified["previous"] = previous.checked_labels(previous_run)
+        if include_centroid and "centroid" not in io.read_columns(io.list_input_files(labels)[0]):
+            raise InputError(f"--previous '{previous_run}' has no centroids: export without --include_centroid")
+    return verified
+
+
+def _fingerprints(path: str) -> list[dict]:
+    """Fingerprints of an input given as one file or a glob (no summary to verify it against)."""
+    return [fingerprint(file, path) for file in io.list_input_files(path)]
 
 
 def relative_to(file: str, base: str) -> str:
@@ -105,16 +130,12 @@ def relative_to(file: str, base: str) -> str:
 
 def fingerprint(file: str, base: str) -> dict:
     fs, stripped = io.url_to_fs(file)
-    digest, size = hashlib.sha256(), 0
     with fs.open(stripped, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"path": relative_to(file, base), "size": size, "sha256": digest.hexdigest()}
+        return {"path": relative_to(file, base), **integrity.fingerprint_handle(handle)}
 
 
-def write_empty_jsonl(_schema, folder: str) -> None:
-    io.write_text("", io.join(folder, "part-00000.jsonl"))
+def write_empty_jsonl(_schema, folder: str) -> dict:
+    return io.write_text("", io.join(folder, "part-00000.jsonl"))
 
 
 def tool_version() -> str:
@@ -125,18 +146,17 @@ def tool_version() -> str:
 
 
 class _PublishExport(Publish):
-    """Publish, with the manifest (counts, config, input fingerprints) as the marker."""
+    """Publish, with the manifest (counts, config, the inputs' fingerprints as verified) as the marker."""
 
     def __init__(self, out: str, staging: str, schema_, started_at: float, config: dict, named: str,
-                 lineage: str | None, previous_labels: str | None):
+                 lineage: str | None, previous_labels: str | None, verified: dict):
         write_empty = write_empty_jsonl if config["format"] == "jsonl" else write_empty_parquet
         datasets = {DATASET: schema_, **({LINEAGE: schema.LINEAGE} if lineage else {})}
         super().__init__(out, staging, datasets, started_at, None, marker=MANIFEST, write_empty=write_empty)
         self.config, self.named, self.columns = config, named, schema_.names
-        self.lineage, self.previous_labels = lineage, previous_labels
+        self.lineage, self.previous_labels, self.verified = lineage, previous_labels, verified
 
-    def process(self, _, written: list[str], counts: list[tuple[str, int]], inputs: list[dict],
-                lineage_inputs: list[dict]):
+    def process(self, _, written: list[dict], counts: list[tuple[str, int]]):
         totals = merge_counts(counts)
         rows, read, ended = totals.get("rows", 0), totals.get("read", 0), totals.get("ended", 0)
         manifest = {
@@ -151,9 +171,10 @@ class _PublishExport(Publish):
             "status": {s: totals.get(f"status.{s}", 0) for s in STATUSES},
             "config": self.config,
             "config_sha256": config_hash(self.config),
-            "input": {"named": self.named, "files": sorted(inputs, key=lambda f: f["path"]),
-                      "lineage": self.lineage, "lineage_files": sorted(lineage_inputs, key=lambda f: f["path"]),
-                      "previous": self.previous_labels},
+            # Each input file's size and SHA-256 as verified against its step's summary before any work.
+            "input": {"named": self.named, "files": _by_path(self.verified["named"]),
+                      "lineage": self.lineage, "lineage_files": _by_path(self.verified["lineage"]),
+                      "previous": self.previous_labels, "previous_files": _by_path(self.verified["previous"])},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "tool": {"name": "journeys", "version": tool_version()},
         }
@@ -166,8 +187,17 @@ class _PublishExport(Publish):
         yield self.publish(written, manifest)
 
 
-def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+def _by_path(fingerprints: list[dict]) -> list[dict]:
+    return sorted(({"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in fingerprints),
+                  key=lambda f: f["path"])
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions, verified: dict | None = None) -> None:
+    """The export graph; ``verified``: the inputs' fingerprints from ``check_inputs`` (checked here
+    when not given)."""
     opts, common = options.view_as(ExportOptions), options.view_as(CommonOptions)
+    if verified is None:
+        verified = check_inputs(opts.named, opts.lineage, common.previous, bool(opts.include_centroid))
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
     out_schema = schema.journey_labels(opts.include_centroid)
     top_items, include_centroid, named_path = opts.top_items, bool(opts.include_centroid), opts.named
@@ -176,7 +206,6 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     lineage_path = opts.lineage
     previous_path = previous.labels_folder(common.previous) if common.previous else None
     extra_counts, lineage_written = [], []
-    lineage_inputs = pipeline | "NoLineageInputs" >> beam.Create([])
     if lineage_path:
         lineage = pipeline | "ReadLineage" >> ReadRows(lineage_path) | "LineageRows" >> beam.Map(own_row)
         lineage_written = [lineage | "WriteLineage" >> WriteShards(
@@ -184,12 +213,6 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             opts.export_shards, opts.format)]
         extra_counts += [lineage | "CountLineage" >> beam.Map(lambda _: ("lineage_rows", 1)),
                          lineage | "CountRelations" >> beam.Map(lambda r: (f"lineage.{r['relation']}", 1))]
-        lineage_inputs = (
-            pipeline
-            | "LineagePath" >> beam.Create([lineage_path])
-            | "ListLineage" >> beam.FlatMap(io.list_input_files)
-            | "FingerprintLineage" >> beam.Map(fingerprint, lineage_path)
-        )
     if previous_path:
         gone = (
             lineage
@@ -232,20 +255,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
-    inputs = (
-        pipeline
-        | "InputPath" >> beam.Create([named_path])
-        | "ListInputs" >> beam.FlatMap(io.list_input_files)
-        | "SpreadInputs" >> beam.Reshuffle()
-        | "Fingerprint" >> beam.Map(fingerprint, named_path)
-    )
     publish = _PublishExport(common.out, staging, out_schema, time.time(), config_of(opts), named_path,
-                             lineage_path, previous_path)
+                             lineage_path, previous_path, verified)
     _ = (
         pipeline
         | "PublishTrigger" >> beam.Create([None])
-        | "Publish" >> beam.ParDo(publish, written=beam.pvalue.AsList(written), counts=beam.pvalue.AsList(counts),
-                                  inputs=beam.pvalue.AsList(inputs), lineage_inputs=beam.pvalue.AsList(lineage_inputs))
+        | "Publish" >> beam.ParDo(publish, written=beam.pvalue.AsList(written), counts=beam.pvalue.AsList(counts))
     )
 
 
@@ -258,16 +273,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
             raise ValueError(f"--{name} is required")
     if opts.top_items < 1 or opts.export_shards < 1:
         raise ValueError("--top_items and --export_shards must be at least 1")
-    check_named(opts.named)  # a clear error now, with the destination untouched
-    if opts.lineage:
-        check_dataset(opts.lineage, schema.LINEAGE, "lineage", "pass the lineage/ folder written by `journeys extract`")
-    if common.previous:
-        if not opts.lineage:
-            raise InputError("--previous needs --lineage: the lineage/ folder of the extraction that used it")
-        labels = previous.previous_labels(common.previous)
-        if opts.include_centroid and "centroid" not in io.read_columns(io.list_input_files(labels)[0]):
-            raise InputError(f"--previous '{common.previous}' has no centroids: export without --include_centroid")
-    return run_and_summarise(options, build, save_main_session, marker=MANIFEST,
+    # A clear error now, with the destination untouched; the verified hashes go into the manifest.
+    verified = check_inputs(opts.named, opts.lineage, common.previous, bool(opts.include_centroid))
+    return run_and_summarise(options, functools.partial(build, verified=verified), save_main_session, marker=MANIFEST,
                              inputs=[("--named", opts.named), ("--lineage", opts.lineage),
                                      ("--previous", common.previous)])
 

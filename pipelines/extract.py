@@ -39,7 +39,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from journeys import centring, io, previous, schema
 from journeys.embedding import DEFAULT_MODEL, Embedder, combine, item_texts, model_identity
 from journeys.extraction import make_extractor, strategies
-from journeys.inputs import check_inputs
+from journeys.inputs import InputError, check_inputs
 from journeys.item_space import parse_blocks, parse_weights
 from journeys.lineage import RELATIONS, MatchConfig, assign_identity
 from journeys.model import Item
@@ -415,8 +415,8 @@ SHARD_DATASETS = {"journeys": ("user_id", "first_ts", "journey_id"), "transient"
 
 class _ExtractShard(beam.DoFn):
     """(shard, {"events": [packed event], "previous": [(user_id, journey)]}) -> that shard's files of
-    journeys/, transient/, users/ and lineage/, written here (main output: their paths), with dead
-    letters (events on unknown items among them) and counts tagged.
+    journeys/, transient/, users/ and lineage/, written here (main output: each file's ``{"path",
+    "size", "sha256"}``), with dead letters (events on unknown items among them) and counts tagged.
 
     Users are taken in id order and their rows written as they come (``io.ParquetRows``), so the
     files are sorted as ``WriteShards`` sorts them and this step holds one user's work and a row
@@ -458,7 +458,7 @@ class _ExtractShard(beam.DoFn):
                                       catalogue_df, catalogue_size, run_time, space)
                 for name, fields in SHARD_DATASETS.items():  # the user id is the first sort field
                     writers[name].add(sorted(rows[name], key=sort_key(fields[1:])))
-        yield from (writer.path for writer in writers.values() if writer.rows)
+        yield from (writer.written for writer in writers.values() if writer.rows)
         for name, count in sorted(counts.items()):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
 
@@ -780,9 +780,27 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     MatchConfig(opts.min_overlap, opts.min_similarity)  # a clear error now on a bad threshold
     if common.previous:  # refused now, before any work, if it cannot be built on
         previous.previous_journeys(common.previous, model_identity(opts.embedding_model), common.events)
-    return run_and_summarise(options, build, save_main_session,
-                             inputs=[("--events", common.events), ("--items", opts.items),
-                                     ("--previous", common.previous)])
+    summary = run_and_summarise(options, build, save_main_session,
+                                inputs=[("--events", common.events), ("--items", opts.items),
+                                        ("--previous", common.previous)])
+    check_some_valid(summary, common.out)
+    return summary
+
+
+def check_some_valid(summary: dict, out: str) -> None:
+    """An InputError when no event was valid: the run wrote its (empty) datasets, its dead letters
+    and summary.json, which say why each row was rejected, but it must not end as a success that
+    looks like a run of nothing, nor let `journeys run` name and export nothing."""
+    events = summary["events"]
+    if events["used"]:
+        return
+    reasons = ", ".join(f"{reason} {count}" for reason, count in
+                        sorted(events["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])))
+    items = summary["items"]
+    catalogue = "" if items["in_catalogue"] else f"; no item was valid either ({items['rejected']} of " \
+        f"{items['read']} rejected)"
+    raise InputError(f"no valid events: all {events['read']} rows of --events were rejected ({reasons}){catalogue}, "
+                     f"so nothing was extracted; {io.join(out, 'dead_letter')} holds each row with its reason")
 
 
 if __name__ == "__main__":

@@ -78,8 +78,8 @@ class _WriteShard(beam.DoFn):
         rows = sorted(records, key=sort_key(self.sort_fields))
         path = io.join(self.folder, f"part-{shard:05d}.{self.fmt}")
         # Built as an Arrow table in both formats, so JSONL rows are checked against the schema too.
-        _WRITERS[self.fmt](pa.Table.from_pylist(rows, schema=self.schema), path)
-        yield path
+        # Yields {"path", "size", "sha256"}: hashed while written, recorded by Publish.
+        yield _WRITERS[self.fmt](pa.Table.from_pylist(rows, schema=self.schema), path)
 
 
 ROWS_PER_SHARD = 20_000  # a writer holds one shard's rows at once: this bounds its memory
@@ -126,14 +126,16 @@ def merge_counts(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-def write_empty_parquet(schema: pa.Schema, folder: str) -> None:
+def write_empty_parquet(schema: pa.Schema, folder: str) -> dict:
     """An empty result is still a readable dataset with the right columns."""
-    io.write_table(schema.empty_table(), io.join(folder, "part-00000.parquet"))
+    return io.write_table(schema.empty_table(), io.join(folder, "part-00000.parquet"))
 
 
 class Publish(beam.DoFn):
     """Move staged datasets into place and write the summary. Runs once, after all writes, because
-    it takes every written path as a side input.
+    it takes every written file as a side input: ``{"path", "size", "sha256"}``, as the writers
+    hashed it while writing, so that the summary records every file's size and hash without a
+    second read.
 
     The previous run's marker (``summary.json`` by default) is removed before anything is moved and
     the new one is written last, so a run that dies while publishing leaves no marker beside a mix
@@ -145,22 +147,27 @@ class Publish(beam.DoFn):
         self.started_at, self.summarise = started_at, summarise
         self.marker, self.write_empty = marker, write_empty
 
-    def process(self, _, written: list[str], counts: list[tuple[str, int]]):
+    def process(self, _, written: list[dict], counts: list[tuple[str, int]]):
         yield self.publish(written, self.summarise(merge_counts(counts)))
 
-    def publish(self, written: list[str], summary: dict) -> dict:
+    def publish(self, written: list[dict], summary: dict) -> dict:
         """Move the staged datasets into place, then write ``summary`` as the marker; returns it."""
         marker = io.join(self.out, self.marker)
         io.remove(marker)
+        fingerprints = {}
         for name, schema in self.datasets.items():
             staged = io.join(self.staging, name)
-            if not any(p.startswith(staged + "/") for p in written):
-                self.write_empty(schema, staged)
+            mine = [w for w in written if w["path"].startswith(staged + "/")]
+            if not mine:
+                mine = [self.write_empty(schema, staged)]
+            # Paths inside the dataset, the same once it is moved into place.
+            fingerprints[name] = {w["path"][len(staged) + 1:]: w for w in mine}
             io.move_folder(staged, io.join(self.out, name))
         io.remove(self.staging)
-        # What a later step checks its input against: a folder that lost or gained a file since
-        # does not match (journeys.inputs.check_complete).
-        summary["outputs"] = {name: describe_dataset(io.join(self.out, name)) for name in self.datasets}
+        # What a later step checks its input against: a folder that lost or gained a file since, or
+        # a file whose size or bytes changed, does not match (journeys.inputs.check_complete).
+        summary["outputs"] = {name: describe_dataset(io.join(self.out, name), fingerprints[name])
+                              for name in self.datasets}
         summary["wall_seconds"] = round(time.time() - self.started_at, 2)
         io.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", marker)
         log.info("wrote %s", marker)

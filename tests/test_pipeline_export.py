@@ -117,11 +117,14 @@ def test_a_failed_export_never_leaves_output_that_looks_complete(journeys_run, t
     assert not (tmp_path / "fresh" / "journey_labels").exists()
 
 
-def test_an_empty_named_dataset_exports_an_empty_table(tmp_path):
+def test_an_empty_named_dataset_exports_an_empty_table_and_says_so(tmp_path, capsys):
     write_step_output(schema.NAMED_JOURNEYS.empty_table(), tmp_path / "named")
-    manifest = _export(str(tmp_path / "named"), tmp_path / "out", "--format", "jsonl")
+    assert cli.main(["export", "--named", str(tmp_path / "named"), "--out", str(tmp_path / "out"),
+                     "--format", "jsonl"]) == 0
+    manifest = _manifest(tmp_path / "out")
     assert (manifest["rows"], manifest["users"], manifest["input_rows"]) == (0, 0, 0)
     assert (tmp_path / "out" / "journey_labels" / "part-00000.jsonl").read_text() == ""
+    assert "journeys export: note: " in capsys.readouterr().err  # not a silent run of nothing
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "wrong_schema", "not_parquet"])

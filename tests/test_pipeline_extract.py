@@ -7,7 +7,7 @@ import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
 from eval.extraction import evaluate
-from journeys import io, schema
+from journeys import cli, io, schema
 from journeys.inputs import InputError
 from pipelines import extract
 
@@ -152,15 +152,32 @@ def test_bad_rows_are_dead_lettered_with_reasons_and_nothing_is_lost(tmp_path, e
     assert json.loads(unknown[0]["row"])["user_id"] in {"u1", "u3"}
 
 
-def test_empty_input_gives_empty_readable_datasets(tmp_path, embedding_cache):
-    events = tmp_path / "events.csv"
-    events.write_text("user_id,item_id,timestamp\n")
-    items = tmp_path / "items.csv"
-    items.write_text("item_id,title\n")
-    summary = _run(str(events), str(items), tmp_path / "out", embedding_cache)
-    assert summary["events"]["read"] == 0 and summary["journeys"] == 0 and summary["events"]["balanced"]
-    table = io.read_table(str(tmp_path / "out" / "journeys"))
-    assert table.num_rows == 0 and table.schema.names == schema.JOURNEYS.names
+@pytest.mark.parametrize("which", ["events", "items"])
+def test_an_input_with_no_rows_is_refused_before_any_work(which, tmp_path, small_sample, capsys):
+    empty = tmp_path / f"{which}.csv"
+    empty.write_text("user_id,item_id,timestamp\n" if which == "events" else "item_id,title\n")
+    paths = {"events": small_sample["events"], "items": small_sample["items"], which: str(empty)}
+    code = cli.main(["extract", "--events", paths["events"], "--items", paths["items"], "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith(f"journeys extract: error: {which} '{empty}' holds no rows")
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_no_valid_event_ends_with_a_line_saying_so_and_the_dead_letters(tmp_path, small_sample, embedding_cache,
+                                                                         capsys):
+    events = tmp_path / "events.jsonl"
+    rows = io.read_table(small_sample["events"]).slice(0, 5).to_pylist()
+    events.write_text("".join(json.dumps({**r, "timestamp": "3000-01-01T00:00:00Z"}) + "\n" for r in rows))
+    code = cli.main(["extract", "--events", str(events), "--items", small_sample["items"], "--out",
+                     str(tmp_path / "o"), "--embedding_cache", embedding_cache])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert err.startswith("journeys extract: error: no valid events: all 5 rows of --events were rejected "
+                          "(implausible_timestamp 5)") and "dead_letter" in err
+    # The run itself finished: the dead letters say why each row was rejected.
+    assert io.read_table(str(tmp_path / "o" / "dead_letter")).num_rows == 5
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["events"]["used"] == 0
 
 
 def test_missing_column_stops_before_running_with_the_column_and_file(tmp_path, small_sample):
