@@ -262,7 +262,7 @@ def test_given_item_vectors_recover_a_grouping_the_text_does_not_show(small_samp
     io.write_table(pa.Table.from_pylist(plain), str(only_text))
     summary = _run(small_sample["events"], str(only_text), tmp_path / "file", embedding_cache,
                    "--item_vectors", str(separate))
-    assert [b["name"] for b in summary["representation"]["blocks"]] == ["text", "tags", "embedding"]
+    assert [b["name"] for b in summary["representation"]["blocks"]] == ["text", "tags", "embedding", "sessions"]
     assert summary["items"]["rejected_by_reason"] == {"missing_vector": 1} and summary["items"]["balanced"]
     assert summary["item_vectors"]["rejected_by_reason"] == {"unknown_item": 1}
     dead = io.read_table(str(tmp_path / "file" / "dead_letter")).to_pylist()
