@@ -361,6 +361,50 @@ def _run(args, beam_args: list[str]) -> int:
     return 0
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser. For a pipeline command (``pipeline``), --help also lists every option of
+    the pipeline's option classes, grouped as there, with defaults: they are not arguments of this
+    parser (they go on to the pipeline, where they are checked), so they are read from the option
+    classes only when help is asked for, and no pipeline is built."""
+
+    def __init__(self, *args, pipeline: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pipeline = pipeline
+
+    def format_help(self) -> str:
+        if self.pipeline is None:
+            return super().format_help()
+        from pipelines.arguments import option_groups
+
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        formatter.add_text(self.description)
+        own = {s for action in self._actions for s in action.option_strings}
+        sections = [(group.title, group._group_actions) for group in self._action_groups]  # noqa: SLF001
+        for title, actions in option_groups(self.pipeline):
+            sections.append((f"pipeline options: {title}", [_with_default(a) for a in actions
+                                                             if not own & set(a.option_strings)]))
+        for title, actions in sections:
+            if actions:
+                formatter.start_section(title)
+                formatter.add_arguments(actions)
+                formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
+
+
+def _with_default(action: argparse.Action) -> argparse.Action:
+    """The action, its help ending with its default where it has one and does not say it already."""
+    import copy
+
+    text = action.help or ""
+    if action.default in (None, False, argparse.SUPPRESS) or ("default" in text and str(action.default) in text):
+        return action
+    shown = copy.copy(action)
+    shown.help = f"{text} (default {action.default})".replace("%", "%%")
+    return shown
+
+
 def build_parser() -> argparse.ArgumentParser:
     from journeys.naming import NAMERS
     from journeys.sample.generator import SampleConfig
@@ -368,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="journeys", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="also log Beam and library details")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     sample = commands.add_parser(
         "sample", help="write a synthetic sample with ground truth",
@@ -388,10 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
         "journey with items, time span, salient terms, representative titles, centroid, "
         "persistence), OUT/transient/ (clusters that failed the persistence filter, with the reason), "
         "OUT/dead_letter/ (rejected rows, with the reason) and OUT/summary.json (counts that add up, "
-        "wall time). Any other option is passed to Beam: e.g. --strategy hdbscan, --threshold 0.5, "
-        "--min_span_days 7, --embedding_cache DIR, --direct_running_mode multi_processing "
-        "--direct_num_workers 2, or --runner DataflowRunner --project P --region R --temp_location "
-        "gs://B/tmp --setup_file ./setup.py. See `python -m pipelines.extract --help` for all.")
+        "wall time). Every option is listed below; on Dataflow add e.g. --runner DataflowRunner --project P "
+        "--region R --temp_location gs://B/tmp --setup_file ./setup.py (--dry_run true translates the job "
+        "offline and stops).", pipeline="extract")
     extract.add_argument("--events", required=True, help="events file, folder or glob")
     extract.add_argument("--items", required=True, help="items file, folder or glob")
     extract.add_argument("--out", required=True, help="output folder")
@@ -405,8 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read OUT/journeys (from extract); write DIR/named/ (each journey with its name, the "
         "strategy, model, grounding score and fallback reason), DIR/dead_letter/ (journeys whose naming "
         "failed, with the error) and DIR/summary.json. LLM answers that fail validation are replaced by the "
-        "keywords name, with the reason. Other options go to Beam, as for extract (e.g. --max_titles 10, "
-        "--exemplars 3, --batch_size 32).")
+        "keywords name, with the reason. Every option is listed below.", pipeline="name")
     naming.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     naming.add_argument("--out", required=True, help="output folder")
     naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
@@ -569,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/lineage/, and then OUT/_manifest.json "
         "(schema, row and user counts, configuration and its hash, input file fingerprints). The "
         "manifest is written last: read the labels only when it exists. A rerun replaces the export. "
-        "Other options go to Beam, e.g. --top_items 10, --export_shards 8.")
+        "Every option is listed below.", pipeline="export")
     exporting.add_argument("--named", required=True, help="the named/ folder written by name")
     exporting.add_argument("--out", required=True, help="export folder (local or gs://)")
     exporting.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="file format")
@@ -582,8 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     running = commands.add_parser(
         "run", help="extract, name and export in one go",
         description="Run extract into OUT/extract, name into OUT/named and export into OUT/export (or "
-        "--export_to), one after the other, and print one JSON line with each step's counts. Other "
-        "options go to Beam and to every step, e.g. --embedding_cache DIR.")
+        "--export_to), one after the other, and print one JSON line with each step's counts. The options "
+        "below go to every step that takes them (e.g. --embedding_cache DIR to extract, --top_items to "
+        "export) and to Beam.", pipeline="run")
     running.add_argument("--events", required=True, help="events file, folder or glob")
     running.add_argument("--items", required=True, help="items file, folder or glob")
     running.add_argument("--out", required=True, help="output folder")
@@ -606,8 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
         "could not be encoded, with the reason) and OUT/summary.json (users read = encoded + failed; with and "
         "without records). The journey encoder pools the journeys' centroids weighted by size, persistence and "
         "recency, plus scalar features; a sequence encoder gives its state after the user's last event. Users "
-        "with no records (from --users) get the encoder's empty-history embedding. Other options go to Beam, "
-        "e.g. --half_life_days 30, --centroid_dim 384, --encode_shards 4.")
+        "with no records (from --users) get the encoder's empty-history embedding. Every option is listed "
+        "below.", pipeline="encode")
     encoding.add_argument("--journeys", default=None, help="journey encoder: the journeys/ folder written by extract")
     encoding.add_argument("--events", default=None,
                           help="sequence encoders: the events (for a question set, its history.parquet)")
