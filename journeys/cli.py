@@ -55,6 +55,8 @@ def _extract(args, beam_args: list[str]) -> int:
     if args.previous:
         argv += ["--previous", args.previous]
     summary = extract.run(argv)
+    if "translated" in summary:
+        return _translated("extract", summary)
     events = summary["events"]
     print(json.dumps({
         "out": args.out, "users": summary["users"]["with_valid_events"], "journeys": summary["journeys"],
@@ -71,6 +73,8 @@ def _name(args, beam_args: list[str]) -> int:
     previous = ["--previous", args.previous] if args.previous else []
     summary = name.run(["--journeys", args.journeys, "--out", args.out, *_naming_options(args), *previous,
                         *beam_args])
+    if "translated" in summary:
+        return _translated("name", summary)
     keys = ("journeys_read", "named", "failed", "sent_to_namer", "carried_over", "wall_seconds")
     print(json.dumps({k: summary[k] for k in keys} | {"out": args.out}))
     return 0
@@ -281,6 +285,8 @@ def _export(args, beam_args: list[str]) -> int:
     if args.include_centroid:
         argv.append("--include_centroid")
     manifest = export.run(argv)
+    if "translated" in manifest:
+        return _translated("export", manifest)
     print(json.dumps({"out": args.out, **{k: manifest[k] for k in ("rows", "users", "format", "wall_seconds")}}))
     return 0
 
@@ -293,8 +299,30 @@ def _encode(args, beam_args: list[str]) -> int:
         if getattr(args, option):
             argv += [f"--{option}", getattr(args, option)]
     summary = encode.run(argv)
+    if "translated" in summary:
+        return _translated("encode", summary)
     print(json.dumps({"out": args.out, "encoder": summary["encoder"], "users": summary["users"],
                       "wall_seconds": summary["wall_seconds"]}))
+    return 0
+
+
+def _translated_text(described: dict) -> str:
+    staged = sorted({name for env in described.get("environments", []) for name in env["staged"]})
+    images = sorted({env["container_image"] for env in described.get("environments", []) if env["container_image"]})
+    return (f"{len(described.get('steps', []))} steps, {described.get('transforms', 0)} transforms"
+            + (f"; container {', '.join(images)}" if images else "")
+            + (f"; staged {', '.join(staged)}" if staged else "") + f"; {described['wall_seconds']} s")
+
+
+def _translated(command: str, described: dict) -> int:
+    """One line for a pipeline that was translated, not run: a dry run or a staged template."""
+    if described["translated"] == "dry_run":
+        print(f"journeys {command}: dry run: translated for the {described['runner']} ({_translated_text(described)}); "
+              "no job was submitted and nothing was written")
+    else:
+        print(f"journeys {command}: template staged at {described['template_location']} "
+              f"({_translated_text(described)}); nothing was run: launch it with `gcloud dataflow jobs run NAME "
+              f"--gcs-location {described['template_location']}`")
     return 0
 
 
@@ -328,7 +356,7 @@ def _check_namer(args) -> None:
 def _run(args, beam_args: list[str]) -> int:
     """extract -> name -> export, each step's own pipeline in turn; Beam options go to all three."""
     from journeys import io, previous
-    from pipelines import export, extract, name
+    from pipelines import arguments, export, extract, name
 
     _check_namer(args)
     extract_out, named_out = io.join(args.out, "extract"), io.join(args.out, "named")
@@ -342,12 +370,25 @@ def _run(args, beam_args: list[str]) -> int:
         export_previous = ["--previous", args.previous_export or args.previous]
     else:
         extract_previous = name_previous = export_previous = []
+    if arguments.given_options(beam_args).count("--template_location"):
+        raise ValueError("--template_location stages one pipeline: stage each step's template with its own "
+                         "command (journeys extract, name, export)")
     extracted = extract.run(["--events", args.events, "--items", args.items, "--out", extract_out,
                              *extract_previous, *beam_args])
+    # A dry run writes nothing, so the later steps' inputs are not there to check: they are translated
+    # all the same, each as its own job.
+    dry = "translated" in extracted
     named = name.run(["--journeys", io.join(extract_out, "journeys"), "--out", named_out, *_naming_options(args),
-                      *name_previous, *beam_args])
+                      *name_previous, *beam_args], inputs_written=not dry)
     manifest = export.run(["--named", io.join(named_out, "named"), "--out", export_out,
-                           "--format", args.export_format, *lineage, *export_previous, *beam_args])
+                           "--format", args.export_format, *lineage, *export_previous, *beam_args],
+                          inputs_written=not dry)
+    if dry:
+        steps = {"extract": extracted, "name": named, "export": manifest}
+        print(f"journeys run: dry run: translated for the {extracted['runner']}, each step as its own job: "
+              + "; ".join(f"{step} ({_translated_text(d)})" for step, d in steps.items())
+              + "; no job was submitted and nothing was written")
+        return 0
     print(json.dumps({
         "out": args.out,
         "extract": {"out": extract_out, "events_read": extracted["events"]["read"],
@@ -746,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     from journeys.inputs import InputError
     from journeys.llms import ModelUnavailable
     from journeys.outputs import OutputError
+    from pipelines.options import PipelineFailed
 
     stop_signals.install()
     try:
@@ -766,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             return 143 if terminated else 130
         # An input, output or option to fix, or a file that cannot be read or written: the message
         # names it. Anything else is a bug, and its traceback is kept.
-        if isinstance(err, InputError | OutputError | ValueError | OSError | ModelUnavailable):
+        if isinstance(err, InputError | OutputError | ValueError | OSError | ModelUnavailable | PipelineFailed):
             print(f"journeys {args.command}: error: {err}", file=sys.stderr)
             return 2
         raise

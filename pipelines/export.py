@@ -249,8 +249,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
 
 
-def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
-    """Export the labels and return the manifest (also written, last, to ``OUT/_manifest.json``)."""
+def run(argv: list[str] | None = None, save_main_session: bool = True, inputs_written: bool = True) -> dict:
+    """Export the labels and return the manifest (also written, last, to ``OUT/_manifest.json``).
+    ``inputs_written=False``: --named and --lineage are the outputs of steps that a dry run only
+    translated (``journeys run --dry_run true``), so they are not there to check."""
     options = PipelineOptions(argv)
     opts, common = options.view_as(ExportOptions), options.view_as(CommonOptions)
     for name, value in (("named", opts.named), ("out", common.out)):
@@ -258,8 +260,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
             raise ValueError(f"--{name} is required")
     if opts.top_items < 1 or opts.export_shards < 1:
         raise ValueError("--top_items and --export_shards must be at least 1")
-    check_named(opts.named)  # a clear error now, with the destination untouched
-    if opts.lineage:
+    if inputs_written:
+        check_named(opts.named)  # a clear error now, with the destination untouched
+    if opts.lineage and inputs_written:
         check_dataset(opts.lineage, schema.LINEAGE, "lineage", "pass the lineage/ folder written by `journeys extract`")
     if common.previous:
         if not opts.lineage:
