@@ -17,6 +17,7 @@ function is first called, so ``import journeys`` stays light.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -108,7 +109,8 @@ def _check(command: str, given: Mapping[str, Any], namer: str | None = None) -> 
 
     argv = _argv(given)
     try:
-        arguments.check(command, argv)
+        with _as_library():  # the check imports every pipeline
+            arguments.check(command, argv)
         if namer is not None:
             arguments.check_namer(namer, argv)
     except arguments.OptionError as err:
@@ -171,9 +173,50 @@ def _owned(result, workspace: _Workspace):
     return result
 
 
+@contextlib.contextmanager
+def _as_library():
+    """Run a pipeline as the command line does, also inside a notebook.
+
+    Inside IPython, Beam takes every pipeline for one the user builds cell by cell (Interactive
+    Beam): it labels transforms by cell, puts jQuery into the notebook and keeps temporary folders
+    for later inspection. These pipelines are the library's own, so for the call Beam is told it is
+    not in IPython. Model-loading progress bars and tqdm's notebook-widget warning are left out of
+    the notebook's output too."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        modules = [importlib.import_module(name) for name in (
+            "apache_beam.utils.interactive_utils", "apache_beam.pipeline", "apache_beam.runners.direct.direct_runner")]
+        saved = [module.is_in_ipython for module in modules]
+        from transformers.utils import logging as transformers_logging
+
+        bars = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            for module in modules:
+                module.is_in_ipython = lambda: False
+            yield
+        finally:
+            for module, original in zip(modules, saved):
+                module.is_in_ipython = original
+            if bars:
+                transformers_logging.enable_progress_bar()
+
+
+def _pipeline(step: str):
+    """The pipeline module of ``step`` (imported on first use: Beam, torch and the models' libraries)."""
+    import importlib
+
+    with _as_library():
+        return importlib.import_module(f"pipelines.{step}")
+
+
 def _run(workspace: _Workspace, run, argv: list[str]):
     try:
-        outcome = run(argv, save_main_session=False)
+        with _as_library():
+            outcome = run(argv, save_main_session=False)
     except BaseException:
         workspace.close(keep_out=False)
         raise
@@ -261,11 +304,16 @@ class ExtractResult:
         """A user's journeys on a timeline (default: the user with the most journeys)."""
         return _timeline(self.journeys, user_id)
 
+    def _counts(self) -> dict:
+        return {"users": self.summary["users"]["with_valid_events"], "journeys": self.summary["journeys"],
+                "transient clusters": self.summary["transient_clusters"],
+                "events read": self.summary["events"]["read"], "rejected": self.summary["events"]["rejected"]}
+
+    def __repr__(self) -> str:
+        return _summary_text(self, self._counts())
+
     def _repr_html_(self) -> str:
-        return _summary_html("extracted", self.summary, {
-            "users": self.summary["users"]["with_valid_events"], "journeys": self.summary["journeys"],
-            "transient clusters": self.summary["transient_clusters"],
-            "events read": self.summary["events"]["read"], "rejected": self.summary["events"]["rejected"]})
+        return _summary_html("extracted", self.summary, self._counts())
 
 
 @dataclasses.dataclass(eq=False)
@@ -286,9 +334,15 @@ class NameResult:
         """A user's named journeys on a timeline (default: the user with the most journeys)."""
         return _timeline(self.named, user_id)
 
+    def _counts(self) -> dict:
+        return {key.replace("_", " "): self.summary[key] for key in (
+            "journeys_read", "named", "failed", "sent_to_namer", "carried_over")}
+
+    def __repr__(self) -> str:
+        return _summary_text(self, self._counts())
+
     def _repr_html_(self) -> str:
-        return _summary_html("named", self.summary, {key: self.summary[key] for key in (
-            "journeys_read", "named", "failed", "sent_to_namer", "carried_over")})
+        return _summary_html("named", self.summary, self._counts())
 
 
 @dataclasses.dataclass(eq=False)
@@ -300,9 +354,17 @@ class ExportResult:
     labels: pd.DataFrame
     lineage: pd.DataFrame | None
 
+    def __repr__(self) -> str:
+        return _summary_text(self, {"rows": self.manifest["rows"], "users": self.manifest["users"]})
+
     def _repr_html_(self) -> str:
         return _summary_html("exported", self.manifest, {"rows": self.manifest["rows"],
                                                          "users": self.manifest["users"]})
+
+
+def _summary_text(result, counts: dict) -> str:
+    """A result's counts in one line (its DataFrames and folder are attributes: .journeys, .out...)."""
+    return f"{type(result).__name__}({', '.join(f'{k}: {v:,}' for k, v in counts.items())})"
 
 
 def _summary_html(what: str, summary: dict, counts: dict) -> str:
@@ -334,7 +396,7 @@ def make_sample(users: int = 200, seed: int = 0, **config: Any) -> Sample:
 
 
 def extract(events: Table, items: Table, *, out: str | os.PathLike | None = None,
-            previous: str | os.PathLike | None = None, **options: Any) -> ExtractResult:
+            previous: str | os.PathLike | None = None, **options: Any) -> ExtractResult | dict[str, Any]:
     """Extract every user's persistent interest journeys: the ``journeys extract`` pipeline.
 
     ``events``: user_id, item_id, timestamp, [weight], [event_type]; ``items``: item_id, title,
@@ -346,10 +408,11 @@ def extract(events: Table, items: Table, *, out: str | os.PathLike | None = None
     ``journeys.options("extract")``), checked as the command checks them.
 
     Returns the journeys, users, transient clusters, lineage and dead letters as DataFrames, and
-    the summary."""
+    the summary. With ``dry_run=True`` or ``template_location`` (the DataflowRunner) nothing runs:
+    the returned dict describes the translated job (steps, transforms, container, staged files)."""
     from journeys import schema
-    from pipelines import extract as pipeline
 
+    pipeline = _pipeline("extract")
     argv = _check("extract", options)
     workspace = _Workspace(out)
     paths = ["--events", workspace.table(events, "events"), "--items", workspace.table(items, "items"),
@@ -372,7 +435,7 @@ def extract(events: Table, items: Table, *, out: str | os.PathLike | None = None
 
 
 def name(journeys: ExtractResult | str | os.PathLike, *, namer: str = "keywords", out: str | os.PathLike | None = None,
-         previous: str | os.PathLike | None = None, **options: Any) -> NameResult:
+         previous: str | os.PathLike | None = None, **options: Any) -> NameResult | dict[str, Any]:
     """Name extracted journeys: the ``journeys name`` pipeline.
 
     ``journeys``: the result of ``extract``, its ``out`` folder or its journeys/ folder. ``namer``:
@@ -381,10 +444,11 @@ def name(journeys: ExtractResult | str | os.PathLike, *, namer: str = "keywords"
     ``options``: any option of ``journeys name --help`` as a keyword (``model=...``, ``adapter=...``,
     ``max_titles=5``, ``candidates=8``...; see ``journeys.options("name")``).
 
-    Returns the named journeys and the failures as DataFrames, and the summary."""
+    Returns the named journeys and the failures as DataFrames, and the summary (a dry run: as for
+    ``extract``)."""
     from journeys import io, schema
-    from pipelines import name as pipeline
 
+    pipeline = _pipeline("name")
     folder = _dataset(journeys, "journeys")
     argv = _check("name", {"namer": namer, **options}, namer=namer)
     workspace = _Workspace(out)
@@ -402,7 +466,7 @@ def name(journeys: ExtractResult | str | os.PathLike, *, namer: str = "keywords"
 
 def export(named: NameResult | str | os.PathLike, *, out: str | os.PathLike | None = None,
            lineage: ExtractResult | str | os.PathLike | None = None, previous: str | os.PathLike | None = None,
-           **options: Any) -> ExportResult:
+           **options: Any) -> ExportResult | dict[str, Any]:
     """Export named journeys as the labels table recommender teams read: the ``journeys export``
     pipeline.
 
@@ -412,10 +476,10 @@ def export(named: NameResult | str | os.PathLike, *, out: str | os.PathLike | No
     ``options``: any option of ``journeys export --help`` (``format="jsonl"``,
     ``include_centroid=True``, ``top_items=10``...; see ``journeys.options("export")``).
 
-    Returns the labels (and lineage) as DataFrames and the manifest."""
+    Returns the labels (and lineage) as DataFrames and the manifest (a dry run: as for ``extract``)."""
     from journeys import io, schema
-    from pipelines import export as pipeline
 
+    pipeline = _pipeline("export")
     argv = _check("export", options)
     workspace = _Workspace(out)
     paths = ["--named", _dataset(named, "named"), "--out", workspace.out]
