@@ -678,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
     running.add_argument("--previous", default=None,
                          help="an earlier run's OUT: build on it (kept journey ids, carried-over names, statuses, "
-                         "lineage; see README 'Incremental runs')")
+                         "lineage; see docs/incremental.md)")
     running.add_argument("--previous_export", default=None,
                          help="the earlier run's export folder, if it was not PREVIOUS/export")
 

@@ -37,7 +37,7 @@ class CommonOptions(PipelineOptions):
         # Read by extract, name and export: each finds its own part of the earlier run (journeys/previous.py).
         group.add_argument("--previous", default=None,
                            help="an earlier run to build on: its folder (from `journeys run`, or the step's own "
-                           "output); see README 'Incremental runs'")
+                           "output); see docs/incremental.md")
 
 
 class EventOptions(PipelineOptions):
