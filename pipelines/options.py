@@ -25,7 +25,7 @@ from journeys.validation import DEFAULT_WINDOW_END, DEFAULT_WINDOW_START, TimeWi
 class CommonOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("journeys")
+        group = parser.add_argument_group("every step")
         group.add_argument("--out", help="output folder (local or gs://)")
         group.add_argument("--torch_threads", type=int, default=0,
                            help="torch threads per worker; 0 (default) = auto: on the local runner the machine's "
