@@ -16,7 +16,9 @@ knows, only logs a warning, so a misspelt ``--min_itmes 10`` would run with the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import io
 import math
 import types
 from collections.abc import Iterable
@@ -161,10 +163,18 @@ def check(command: str, argv: list[str], cli_options: Iterable[str] = ()) -> Non
         close = difflib.get_close_matches(option, sorted(allowed), n=1, cutoff=0.7)
         hint = f": did you mean {close[0]}?" if close else f": see `journeys {command} --help`"
         raise OptionError(f"unknown option {option} for `journeys {command}`{hint}")
-    options = PipelineOptions(argv)
-    _check_values(options, own)
-    if command in ("extract", "run"):
-        _check_strategy(options, given_options(argv))
+    # A value of the wrong type (--num_shards abc) makes Beam's parser print its usage and exit: one
+    # line instead, as for the other refusals.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            options = PipelineOptions(argv)
+            _check_values(options, own)
+            if command in ("extract", "run"):
+                _check_strategy(options, given_options(argv))
+    except SystemExit:
+        lines = printed.getvalue().strip().splitlines() or ["an option could not be read"]
+        raise OptionError(lines[-1].split("error: ", 1)[-1]) from None
 
 
 def _check_values(options: PipelineOptions, classes: tuple[type, ...]) -> None:

@@ -77,6 +77,7 @@ def test_a_users_journeys_on_a_timeline(api_run):
     (lambda: journeys.extract("e", "i", num_shards=0), "num_shards must be at least 1"),
     (lambda: journeys.name("j", max_titles=5), "max_titles does not apply to the keywords namer"),
     (lambda: journeys.export("n", export_shrads=2), "did you mean export_shards?"),
+    (lambda: journeys.extract("e", "i", num_shards="many"), "argument num_shards: invalid int value: 'many'"),
 ])
 def test_options_are_checked_as_the_command_line_checks_them(call, message):
     with pytest.raises(OptionError) as refused:
