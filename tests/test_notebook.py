@@ -3,6 +3,8 @@ a reader would run it, in a fresh kernel; its outputs are of the kinds the commi
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
@@ -13,9 +15,12 @@ def _kinds(cell) -> list[str]:
             for output in cell.get("outputs", [])]
 
 
-def test_the_quickstart_notebook_runs_top_to_bottom(tmp_path):
+def test_the_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
+
+    # The kernel is this environment's Python, whichever `python` comes first on PATH.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
     committed = nbformat.read(NOTEBOOK, as_version=4)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
