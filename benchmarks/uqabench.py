@@ -48,7 +48,7 @@ Run from the repository root:
     python benchmarks/uqabench.py --full --out uqa-bench-full
 
 The default run is sized for about an hour on a 2-core machine with ``--torch_threads 2`` (the
-README gives the measured time and every figure): 60 users, every trained row 20 steps of 8
+docs/uqabench.md gives the measured time and every figure): 60 users, every trained row 20 steps of 8
 questions, the journey and LLaMA-style encoders with the four-word-token mode, LoRA + adapter on
 the journey encoder, the text prompt cut to 128 tokens; efficiency with 3 repeats; the sweep over
 widths 32, 64 x depths 1, 2 x N 10, 50 (``--sweep_widths``, ``--sweep_depths``,

@@ -135,8 +135,10 @@ def histogram_chart(histogram: dict[str, int], label: str) -> str:
     return f"<figure>{''.join(parts)}<figcaption>{_esc(label)}</figcaption></figure>"
 
 
-def timeline_chart(user: str, journeys: list[dict]) -> str:
-    """One lane per journey from first to last activity, labelled with its name."""
+def timeline_svg(user: str, journeys: list[dict], standalone: bool = True) -> str:
+    """One lane per journey from first to last activity, labelled with its name: an SVG element
+    (``standalone``: with its namespace and text style, so that it renders as a file or inline in a
+    notebook as well as inside the report's page)."""
     start = min(j["first_ts"] for j in journeys)
     end = max(j["last_ts"] for j in journeys)
     span = max((end - start).total_seconds(), 1.0)
@@ -146,7 +148,9 @@ def timeline_chart(user: str, journeys: list[dict]) -> str:
     def x(moment: dt.datetime) -> float:
         return left + (moment - start).total_seconds() / span * (width - left - 10)
 
-    parts = [f'<svg class="timeline" role="img" aria-label="timeline of {_esc(user)}" width="{width}" '
+    namespace = (' xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="11"'
+                 if standalone else "")
+    parts = [f'<svg class="timeline"{namespace} role="img" aria-label="timeline of {_esc(user)}" width="{width}" '
              f'height="{height}">']
     for index, journey in enumerate(sorted(journeys, key=lambda j: j["first_ts"])):
         y = 5 + index * lane
@@ -157,7 +161,12 @@ def timeline_chart(user: str, journeys: list[dict]) -> str:
                      f'{journey["num_events"]} events</title></rect>')
     parts.append(f'<text x="{left}" y="{height - 4}">{start:%Y-%m-%d}</text>'
                  f'<text x="{width - 80}" y="{height - 4}">{end:%Y-%m-%d}</text></svg>')
-    return f"<figure><figcaption>user {_esc(user)}</figcaption>{''.join(parts)}</figure>"
+    return "".join(parts)
+
+
+def timeline_chart(user: str, journeys: list[dict]) -> str:
+    """The report's figure: the user's timeline (``timeline_svg``) with a caption."""
+    return f"<figure><figcaption>user {_esc(user)}</figcaption>{timeline_svg(user, journeys, False)}</figure>"
 
 
 def render(evaluations: list[dict], extraction: dict | None, named: list[dict], users: int = 4) -> tuple[str, str]:

@@ -56,6 +56,8 @@ def _extract(args, beam_args: list[str]) -> int:
     if args.previous:
         argv += ["--previous", args.previous]
     summary = extract.run(argv)
+    if "translated" in summary:
+        return _translated("extract", summary)
     events = summary["events"]
     print(json.dumps({
         "out": args.out, "users": summary["users"]["with_valid_events"], "journeys": summary["journeys"],
@@ -72,6 +74,8 @@ def _name(args, beam_args: list[str]) -> int:
     previous = ["--previous", args.previous] if args.previous else []
     summary = name.run(["--journeys", args.journeys, "--out", args.out, *_naming_options(args), *previous,
                         *beam_args])
+    if "translated" in summary:
+        return _translated("name", summary)
     keys = ("journeys_read", "named", "failed", "sent_to_namer", "carried_over", "wall_seconds")
     print(json.dumps({k: summary[k] for k in keys} | {"out": args.out}))
     if not summary["journeys_read"]:
@@ -290,6 +294,8 @@ def _export(args, beam_args: list[str]) -> int:
     if args.include_centroid:
         argv.append("--include_centroid")
     manifest = export.run(argv)
+    if "translated" in manifest:
+        return _translated("export", manifest)
     print(json.dumps({"out": args.out, **{k: manifest[k] for k in ("rows", "users", "format", "wall_seconds")}}))
     if not manifest["rows"]:
         _note("export", f"'{args.named}' holds no named journeys, so the export holds no labels")
@@ -315,10 +321,32 @@ def _encode(args, beam_args: list[str]) -> int:
         if getattr(args, option):
             argv += [f"--{option}", getattr(args, option)]
     summary = encode.run(argv)
+    if "translated" in summary:
+        return _translated("encode", summary)
     print(json.dumps({"out": args.out, "encoder": summary["encoder"], "users": summary["users"],
                       "wall_seconds": summary["wall_seconds"]}))
     if not summary["users"]["read"]:
         _note("encode", "no user to encode: the input holds no rows for any user (and --users names none)")
+    return 0
+
+
+def _translated_text(described: dict) -> str:
+    staged = sorted({name for env in described.get("environments", []) for name in env["staged"]})
+    images = sorted({env["container_image"] for env in described.get("environments", []) if env["container_image"]})
+    return (f"{len(described.get('steps', []))} steps, {described.get('transforms', 0)} transforms"
+            + (f"; container {', '.join(images)}" if images else "")
+            + (f"; staged {', '.join(staged)}" if staged else "") + f"; {described['wall_seconds']} s")
+
+
+def _translated(command: str, described: dict) -> int:
+    """One line for a pipeline that was translated, not run: a dry run or a staged template."""
+    if described["translated"] == "dry_run":
+        print(f"journeys {command}: dry run: translated for the {described['runner']} ({_translated_text(described)}); "
+              "no job was submitted and nothing was written")
+    else:
+        print(f"journeys {command}: template staged at {described['template_location']} "
+              f"({_translated_text(described)}); nothing was run: launch it with `gcloud dataflow jobs run NAME "
+              f"--gcs-location {described['template_location']}`")
     return 0
 
 
@@ -352,7 +380,7 @@ def _check_namer(args) -> None:
 def _run(args, beam_args: list[str]) -> int:
     """extract -> name -> export, each step's own pipeline in turn; Beam options go to all three."""
     from journeys import io, previous
-    from pipelines import export, extract, name
+    from pipelines import arguments, export, extract, name
 
     _check_namer(args)
     extract_out, named_out = io.join(args.out, "extract"), io.join(args.out, "named")
@@ -366,12 +394,25 @@ def _run(args, beam_args: list[str]) -> int:
         export_previous = ["--previous", args.previous_export or args.previous]
     else:
         extract_previous = name_previous = export_previous = []
+    if arguments.given_options(beam_args).count("--template_location"):
+        raise ValueError("--template_location stages one pipeline: stage each step's template with its own "
+                         "command (journeys extract, name, export)")
     extracted = extract.run(["--events", args.events, "--items", args.items, "--out", extract_out,
                              *extract_previous, *beam_args])
+    # A dry run writes nothing, so the later steps' inputs are not there to check: they are translated
+    # all the same, each as its own job.
+    dry = "translated" in extracted
     named = name.run(["--journeys", io.join(extract_out, "journeys"), "--out", named_out, *_naming_options(args),
-                      *name_previous, *beam_args])
+                      *name_previous, *beam_args], inputs_written=not dry)
     manifest = export.run(["--named", io.join(named_out, "named"), "--out", export_out,
-                           "--format", args.export_format, *lineage, *export_previous, *beam_args])
+                           "--format", args.export_format, *lineage, *export_previous, *beam_args],
+                          inputs_written=not dry)
+    if dry:
+        steps = {"extract": extracted, "name": named, "export": manifest}
+        print(f"journeys run: dry run: translated for the {extracted['runner']}, each step as its own job: "
+              + "; ".join(f"{step} ({_translated_text(d)})" for step, d in steps.items())
+              + "; no job was submitted and nothing was written")
+        return 0
     print(json.dumps({
         "out": args.out,
         "extract": {"out": extract_out, "events_read": extracted["events"]["read"],
@@ -385,6 +426,50 @@ def _run(args, beam_args: list[str]) -> int:
     return 0
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser. For a pipeline command (``pipeline``), --help also lists every option of
+    the pipeline's option classes, grouped as there, with defaults: they are not arguments of this
+    parser (they go on to the pipeline, where they are checked), so they are read from the option
+    classes only when help is asked for, and no pipeline is built."""
+
+    def __init__(self, *args, pipeline: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pipeline = pipeline
+
+    def format_help(self) -> str:
+        if self.pipeline is None:
+            return super().format_help()
+        from pipelines.arguments import option_groups
+
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        formatter.add_text(self.description)
+        own = {s for action in self._actions for s in action.option_strings}
+        sections = [(group.title, group._group_actions) for group in self._action_groups]  # noqa: SLF001
+        for title, actions in option_groups(self.pipeline):
+            sections.append((f"pipeline options: {title}", [_with_default(a) for a in actions
+                                                             if not own & set(a.option_strings)]))
+        for title, actions in sections:
+            if actions:
+                formatter.start_section(title)
+                formatter.add_arguments(actions)
+                formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
+
+
+def _with_default(action: argparse.Action) -> argparse.Action:
+    """The action, its help ending with its default where it has one and does not say it already."""
+    import copy
+
+    text = action.help or ""
+    if action.default in (None, False, argparse.SUPPRESS) or ("default" in text and str(action.default) in text):
+        return action
+    shown = copy.copy(action)
+    shown.help = f"{text} (default {action.default})".replace("%", "%%")
+    return shown
+
+
 def build_parser() -> argparse.ArgumentParser:
     from journeys.naming import NAMERS
     from journeys.sample.generator import SampleConfig
@@ -392,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="journeys", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="also log Beam and library details")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     sample = commands.add_parser(
         "sample", help="write a synthetic sample with ground truth",
@@ -412,10 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
         "journey with items, time span, salient terms, representative titles, centroid, "
         "persistence), OUT/transient/ (clusters that failed the persistence filter, with the reason), "
         "OUT/dead_letter/ (rejected rows, with the reason) and OUT/summary.json (counts that add up, "
-        "wall time). Any other option is passed to Beam: e.g. --strategy hdbscan, --threshold 0.5, "
-        "--min_span_days 7, --embedding_cache DIR, --direct_running_mode multi_processing "
-        "--direct_num_workers 2, or --runner DataflowRunner --project P --region R --temp_location "
-        "gs://B/tmp --setup_file ./setup.py. See `python -m pipelines.extract --help` for all.")
+        "wall time). Every option is listed below; on Dataflow add e.g. --runner DataflowRunner --project P "
+        "--region R --temp_location gs://B/tmp --setup_file ./setup.py (--dry_run true translates the job "
+        "offline and stops).", pipeline="extract")
     extract.add_argument("--events", required=True, help="events file, folder or glob")
     extract.add_argument("--items", required=True, help="items file, folder or glob")
     extract.add_argument("--out", required=True, help="output folder")
@@ -429,8 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read OUT/journeys (from extract); write DIR/named/ (each journey with its name, the "
         "strategy, model, grounding score and fallback reason), DIR/dead_letter/ (journeys whose naming "
         "failed, with the error) and DIR/summary.json. LLM answers that fail validation are replaced by the "
-        "keywords name, with the reason. Other options go to Beam, as for extract (e.g. --max_titles 10, "
-        "--exemplars 3, --batch_size 32).")
+        "keywords name, with the reason. Every option is listed below.", pipeline="name")
     naming.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     naming.add_argument("--out", required=True, help="output folder")
     naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
@@ -593,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/lineage/, and then OUT/_manifest.json "
         "(schema, row and user counts, configuration and its hash, input file fingerprints). The "
         "manifest is written last: read the labels only when it exists. A rerun replaces the export. "
-        "Other options go to Beam, e.g. --top_items 10, --export_shards 8.")
+        "Every option is listed below.", pipeline="export")
     exporting.add_argument("--named", required=True, help="the named/ folder written by name")
     exporting.add_argument("--out", required=True, help="export folder (local or gs://)")
     exporting.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="file format")
@@ -606,8 +689,9 @@ def build_parser() -> argparse.ArgumentParser:
     running = commands.add_parser(
         "run", help="extract, name and export in one go",
         description="Run extract into OUT/extract, name into OUT/named and export into OUT/export (or "
-        "--export_to), one after the other, and print one JSON line with each step's counts. Other "
-        "options go to Beam and to every step, e.g. --embedding_cache DIR.")
+        "--export_to), one after the other, and print one JSON line with each step's counts. The options "
+        "below go to every step that takes them (e.g. --embedding_cache DIR to extract, --top_items to "
+        "export) and to Beam.", pipeline="run")
     running.add_argument("--events", required=True, help="events file, folder or glob")
     running.add_argument("--items", required=True, help="items file, folder or glob")
     running.add_argument("--out", required=True, help="output folder")
@@ -618,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
     running.add_argument("--previous", default=None,
                          help="an earlier run's OUT: build on it (kept journey ids, carried-over names, statuses, "
-                         "lineage; see README 'Incremental runs')")
+                         "lineage; see docs/incremental.md)")
     running.add_argument("--previous_export", default=None,
                          help="the earlier run's export folder, if it was not PREVIOUS/export")
 
@@ -630,8 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
         "could not be encoded, with the reason) and OUT/summary.json (users read = encoded + failed; with and "
         "without records). The journey encoder pools the journeys' centroids weighted by size, persistence and "
         "recency, plus scalar features; a sequence encoder gives its state after the user's last event. Users "
-        "with no records (from --users) get the encoder's empty-history embedding. Other options go to Beam, "
-        "e.g. --half_life_days 30, --centroid_dim 384, --encode_shards 4.")
+        "with no records (from --users) get the encoder's empty-history embedding. Every option is listed "
+        "below.", pipeline="encode")
     encoding.add_argument("--journeys", default=None, help="journey encoder: the journeys/ folder written by extract")
     encoding.add_argument("--events", default=None,
                           help="sequence encoders: the events (for a question set, its history.parquet)")
@@ -738,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     from journeys.inputs import InputError
     from journeys.llms import ModelUnavailable
     from journeys.outputs import OutputError
+    from pipelines.options import PipelineFailed
 
     stop_signals.install()
     try:
@@ -758,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             return 143 if terminated else 130
         # An input, output or option to fix, or a file that cannot be read or written: the message
         # names it. Anything else is a bug, and its traceback is kept.
-        if isinstance(err, InputError | OutputError | ValueError | OSError | ModelUnavailable):
+        if isinstance(err, InputError | OutputError | ValueError | OSError | ModelUnavailable | PipelineFailed):
             print(f"journeys {args.command}: error: {err}", file=sys.stderr)
             return 2
         raise

@@ -31,7 +31,7 @@ RULES = ("auto", "time", "count", "log")
 
 @dataclass(frozen=True)
 class PersistenceConfig:
-    # Defaults chosen by a sweep on the sample data (see README "Choosing the defaults").
+    # Defaults chosen by a sweep on the sample data (see docs/extraction.md, "Choosing the defaults").
     min_items: int = field(default=4, metadata={"help": "fewest distinct items in a journey"})
     min_span_days: float = field(default=7.0, metadata={"help": "fewest days from first to last event"})
     min_active_days: int = field(default=4, metadata={"help": "fewest distinct days with an event"})

@@ -264,8 +264,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, verified: dict | No
     )
 
 
-def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
-    """Export the labels and return the manifest (also written, last, to ``OUT/_manifest.json``)."""
+def run(argv: list[str] | None = None, save_main_session: bool = True, inputs_written: bool = True) -> dict:
+    """Export the labels and return the manifest (also written, last, to ``OUT/_manifest.json``).
+    ``inputs_written=False``: --named and --lineage are the outputs of steps that a dry run only
+    translated (``journeys run --dry_run true``), so they are not there to check."""
     options = PipelineOptions(argv)
     opts, common = options.view_as(ExportOptions), options.view_as(CommonOptions)
     for name, value in (("named", opts.named), ("out", common.out)):
@@ -274,7 +276,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     if opts.top_items < 1 or opts.export_shards < 1:
         raise ValueError("--top_items and --export_shards must be at least 1")
     # A clear error now, with the destination untouched; the verified hashes go into the manifest.
-    verified = check_inputs(opts.named, opts.lineage, common.previous, bool(opts.include_centroid))
+    # After a dry run of `journeys run` the earlier steps were only translated: nothing to verify yet.
+    verified = (check_inputs(opts.named, opts.lineage, common.previous, bool(opts.include_centroid))
+                if inputs_written else {"named": [], "lineage": [], "previous": []})
     return run_and_summarise(options, functools.partial(build, verified=verified), save_main_session, marker=MANIFEST,
                              inputs=[("--named", opts.named), ("--lineage", opts.lineage),
                                      ("--previous", common.previous)])

@@ -15,7 +15,7 @@ dataset: beyond the shuffle itself, memory grows with the catalogue's vectors an
 
 Every input event ends in a journey, a transient cluster, the noise count, or the dead letters; the
 summary's counts add up (``events.balanced``). Runs on the local portable runner by default
-(``FnApiRunner``, offline) and on Dataflow with the usual options; see README.md.
+(``FnApiRunner``, offline) and on Dataflow with the usual options; see docs/dataflow.md.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--strategy", default="icpc", choices=strategies(), help="clustering strategy")
         group.add_argument("--centring", default="mean", choices=centring.CENTRINGS,
                            help="subtract the mean of the run's item vectors before clustering (mean), or "
-                           "cluster the model's vectors as they are (none); see README")
+                           "cluster the model's vectors as they are (none); see docs/extraction.md")
         group.add_argument("--representation", default=None,
                            help="the item representation's blocks, comma-separated: text (the sentence encoder), "
                            "tags (the catalogue's tags and categories), embedding (your own item vectors: an "

@@ -270,8 +270,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
 
 
-def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
-    """Name the journeys and return the summary (also written to ``OUT/summary.json``)."""
+def run(argv: list[str] | None = None, save_main_session: bool = True, inputs_written: bool = True) -> dict:
+    """Name the journeys and return the summary (also written to ``OUT/summary.json``).
+    ``inputs_written=False``: --journeys is the output of an extraction that a dry run only
+    translated (``journeys run --dry_run true``), so it is not there to check."""
     options = PipelineOptions(argv)
     opts, common = options.view_as(NameOptions), options.view_as(CommonOptions)
     for name, value in (("journeys", common.journeys), ("out", common.out)):
@@ -279,8 +281,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
             raise ValueError(f"--{name} is required")
     # A clear error now, before any model is loaded: a missing or incomplete journeys/ folder, or
     # another dataset (transient/, dead_letter/) passed by mistake.
-    check_dataset(common.journeys, schema.JOURNEYS, "journeys",
-                  "pass the journeys/ folder written by `journeys extract`")
+    if inputs_written:
+        check_dataset(common.journeys, schema.JOURNEYS, "journeys",
+                      "pass the journeys/ folder written by `journeys extract`")
     CarryConfig(opts.max_new_share, opts.min_carry_grounding)
     if common.previous:
         previous.previous_named(common.previous)  # refused now if it cannot be built on

@@ -68,6 +68,48 @@ def journeys_dir(journeys_run) -> str:
     return str(Path(journeys_run["out"]) / "extract" / "journeys")
 
 
+GCS_BUCKET = "journeys-test"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    """A local GCS API server (gcp-storage-emulator) with one bucket; gs:// paths through gcsfs go to
+    it. Yields the bucket's URL (a str) with the server's address as ``.endpoint``."""
+    import fsspec
+    import gcsfs
+    from gcp_storage_emulator.server import create_server
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=GCS_BUCKET)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = dict(fsspec.config.conf.get("gcs", {}))
+    # Anonymous access to the emulator only: no credential lookup, so nothing leaves this machine.
+    fsspec.config.conf["gcs"] = {"token": "anon", "endpoint_url": endpoint}
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    yield GcsEmulator(f"gs://{GCS_BUCKET}", endpoint)
+    fsspec.config.conf["gcs"] = saved
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    server.stop()
+
+
+class GcsEmulator(str):
+    """The emulator's bucket URL (a str, so that f"{gcs}/path" works), with its HTTP endpoint."""
+
+    def __new__(cls, url: str, endpoint: str):
+        made = super().__new__(cls, url)
+        made.endpoint = endpoint
+        return made
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
     """Paths of tiny causal models: GPT-2, and the architectures of the packaged LLMs (see tiny_models.py)."""

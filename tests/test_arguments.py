@@ -36,6 +36,7 @@ def test_known_options_pass(command, argv):
     ("export", ["--export_shards", "0"], "at least 1"),
     ("encode", ["--encode_shrads", "2"], "did you mean --encode_shards"),
     ("run", ["--named", "x"], "run passes name's named/"),
+    ("extract", ["--num_shards", "abc"], "argument --num_shards: invalid int value: 'abc'"),
 ])
 def test_wrong_options_are_refused_with_the_option_named(command, argv, message):
     with pytest.raises(OptionError, match=message.replace("(", r"\(")):

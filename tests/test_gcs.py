@@ -1,41 +1,13 @@
 """gs:// reads and writes through gcsfs, against a real local GCS API server (gcp-storage-emulator)."""
 
 import json
-import socket
 from pathlib import Path
 
 import fsspec
-import gcsfs
-import pytest
+from conftest import GCS_BUCKET as BUCKET
 
 from journeys import cli, io
 from pipelines import export, extract
-
-BUCKET = "journeys-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gcs():
-    from gcp_storage_emulator.server import create_server
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = dict(fsspec.config.conf.get("gcs", {}))
-    # Anonymous access to the emulator only: no credential lookup, so nothing leaves this machine.
-    fsspec.config.conf["gcs"] = {"token": "anon", "endpoint_url": endpoint}
-    gcsfs.GCSFileSystem.clear_instance_cache()
-    yield f"gs://{BUCKET}"
-    fsspec.config.conf["gcs"] = saved
-    gcsfs.GCSFileSystem.clear_instance_cache()
-    server.stop()
 
 
 def test_sample_writes_to_gcs_and_reads_back(gcs, capsys):

@@ -31,7 +31,7 @@ STRATEGY_OF = {"prompt": "prompt-tuned", "lora": "fine-tuned", "full": "fine-tun
 # Prompt tuning moves a few embeddings a long way; full fine-tuning moves every weight a little.
 DEFAULT_LEARNING_RATE = {"prompt": 3e-2, "lora": 1e-3, "full": 5e-5}
 # LoRA on the packaged SmolLM2 with the 719 pairs of `journeys tune pairs --sample --movielens`: 200
-# steps beat 80 against the keyword namer on both reference sets (README, "Measured"); the other
+# steps beat 80 against the keyword namer on both reference sets (docs/evaluation.md, "Measured"); the other
 # methods were not measured at 200 and keep 60.
 DEFAULT_STEPS = {"prompt": 60, "lora": 200, "full": 60}
 INIT_TEXT = "Give a short name for the interest these items share"

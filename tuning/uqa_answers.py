@@ -13,7 +13,7 @@
 Why not only ``letter``: models of this size do not bind an answer to its letter. Measured on the
 60-user sample with SmolLM2-135M-Instruct, zero-shot, the history written out moved letter
 accuracy by a few points while it moved option-likelihood accuracy by more than 20; alignment with
-the letter loss learned the answer priors before it learned to read (README, "Measured").
+the letter loss learned the answer priors before it learned to read (docs/uqabench.md).
 
 The predictions are letters in every mode, so UQABench's scoring rule is the same for all.
 """
