@@ -822,10 +822,14 @@ def main(argv: list[str] | None = None) -> int:
     from journeys.inputs import InputError
     from journeys.llms import ModelUnavailable
     from journeys.outputs import OutputError
-    from pipelines.options import PipelineFailed
 
+    # Installed before Beam is imported: with the Dataflow extra that import takes seconds, and a
+    # Ctrl-C inside it must end with the same one line as one inside the pipeline.
     stop_signals.install()
+    PipelineFailed = OSError  # until Beam's module is imported below: an interrupt may come first
     try:
+        from pipelines.options import PipelineFailed
+
         if args.command in PIPELINE_COMMANDS:
             from pipelines import arguments
 
