@@ -51,7 +51,7 @@ def test_name_translates(journeys_dir, tmp_path):
 
 def test_export_translates(journeys_run, tmp_path):
     described = export.run(["--named", journeys_run["named"], "--out", str(tmp_path / "out"), *DRY])
-    _translated(described, tmp_path / "out", {"ReadNamed", "ToLabels", "WriteLabels", "Fingerprint", "Publish"})
+    _translated(described, tmp_path / "out", {"ReadNamed", "ToLabels", "WriteLabels", "Publish"})
 
 
 def test_encode_translates(journeys_dir, tmp_path):
