@@ -783,7 +783,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     summary = run_and_summarise(options, build, save_main_session,
                                 inputs=[("--events", common.events), ("--items", opts.items),
                                         ("--previous", common.previous)])
-    if "translated" not in summary:  # a dry run or a staged template read no event
+    if "translated" not in summary:  # a dry run or a template describes the job; nothing ran
         check_some_valid(summary, common.out)
     return summary
 
