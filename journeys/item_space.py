@@ -226,6 +226,8 @@ class ItemSpace:
         if blocks == ["text"]:  # as before blocks existed: the same floats, the same journeys
             return centring.centre(text_vectors, self.text_mean)
         total = sum(self.weight(b) for b in blocks)
+        if total == 0:  # only the sessions block weighs, and this history is not a log
+            return centring.centre(text_vectors, self.text_mean)
         parts = []
         for block in blocks:
             share = self.weight(block) / total
