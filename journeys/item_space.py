@@ -118,9 +118,11 @@ class TagSpace:
     tagged_items: int
     mean: np.ndarray  # float64, one value per term
     _index: dict = field(default_factory=dict, compare=False, repr=False)
+    _df: dict = field(default_factory=dict, compare=False, repr=False)  # term -> document frequency
 
     def __post_init__(self):
         self._index.update({t: i for i, t in enumerate(self.terms)})
+        self._df.update(zip(self.terms, self.document_frequency))  # once, not per user
 
     @classmethod
     def from_sums(cls, df: dict[str, int], sums: dict[str, int], tagged_items: int) -> TagSpace:
@@ -147,8 +149,7 @@ class TagSpace:
         items carry, plus one column standing for every other term of the vocabulary (a centred
         vector is minus the mean there, the same for every item, so one shared column with the norm
         of that rest gives the same dot products and norms). An item without tags gets zeros."""
-        df = dict(zip(self.terms, self.document_frequency))
-        sparse = [_unit_tfidf(tag_terms(it), df, self.tagged_items) for it in items]
+        sparse = [_unit_tfidf(tag_terms(it), self._df, self.tagged_items) for it in items]
         columns = sorted({self._index[t] for row in sparse for t, _ in row if t in self._index})
         position = {c: p for p, c in enumerate(columns)}
         mean_here = self.mean[columns] if columns else np.zeros(0)
