@@ -26,7 +26,8 @@ CHUNK = 1 << 20
 
 # Which command writes each dataset kind (by schema name): what a refusal tells the user to re-run.
 WRITTEN_BY = {"journeys": "journeys extract", "transient": "journeys extract", "users": "journeys extract",
-              "lineage": "journeys extract", "named_journeys": "journeys name", "journey_labels": "journeys export",
+              "lineage": "journeys extract", "history": "journeys extract",
+              "catalogue": "journeys extract", "named_journeys": "journeys name", "journey_labels": "journeys export",
               "user_embeddings": "journeys encode"}
 
 

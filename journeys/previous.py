@@ -10,10 +10,13 @@ has an event in this run's input.
 
 from __future__ import annotations
 
+import datetime
 import json
 
 from journeys import io, schema
 from journeys.inputs import InputError, check_dataset
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def _exists(path: str) -> bool:
@@ -121,3 +124,42 @@ def any_user_in(events: str, users: set[str]) -> bool:
                 if row and row.get("user_id") is not None and str(row["user_id"]) in users:
                     return True
     return False
+
+
+# What a delta run continues from, beside the journeys: every one is verified before any work.
+DELTA_DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "users": schema.USERS,
+                  "lineage": schema.LINEAGE, "history": schema.HISTORY, "catalogue": schema.CATALOGUE}
+
+
+def previous_extraction(previous: str, embedding_model: str, num_shards: int) -> str:
+    """For a delta run: the previous extraction's folder, with every dataset it carries verified."""
+    folder = extraction_folder(previous)
+    summary = _read_json(io.join(folder, "summary.json"))
+    _check_version(summary.get("schema_version"), folder, "summary.json")
+    config = summary.get("config", {})
+    if config.get("embedding_model") != embedding_model:
+        raise InputError(f"--previous '{folder}' was extracted with embedding model '{config.get('embedding_model')}', "
+                         f"this run uses '{embedding_model}': a delta run must keep the model")
+    if "history" not in summary.get("outputs", {}):
+        raise InputError(f"--previous '{folder}' has no history/: it was written by a release before delta runs; "
+                         "run once without --delta over all events, then build on that run")
+    if config.get("num_shards") != num_shards:
+        raise InputError(f"--previous '{folder}' was written in {config.get('num_shards')} shards, this run asks "
+                         f"for {num_shards}: a delta run reads the previous run shard by shard, so pass "
+                         f"--num_shards {config.get('num_shards')}")
+    for name, expected in DELTA_DATASETS.items():
+        check_dataset(io.join(folder, name), expected, f"previous {name}", "pass an earlier run's folder")
+    return folder
+
+
+def extraction_folder(previous: str) -> str:
+    """The previous extraction's own folder (no checks: see ``previous_extraction``)."""
+    return _resolve(previous, "extract", "extract", "journeys", "summary.json")
+
+
+def as_of(folder: str) -> int | None:
+    """An extraction's as-of time in microseconds (the latest valid event it read), from its summary."""
+    stamp = _read_json(io.join(folder, "summary.json")).get("as_of")
+    if stamp is None:
+        return None
+    return (datetime.datetime.fromisoformat(stamp) - _EPOCH) // datetime.timedelta(microseconds=1)

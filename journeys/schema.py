@@ -185,6 +185,32 @@ LINEAGE = _with_meta(
 )
 
 
+# What a later delta run (``journeys extract --previous RUN --delta``) continues from, written by every
+# extraction. ``history``: one row per user, the events their journeys were made from (valid, on a
+# catalogue item, exact repeats dropped), each packed as pipelines/packed_events.py packs it, in time
+# order. ``catalogue``: one row per item with events, its text vector and the content it was embedded
+# from (``content_key``), so a delta run embeds only new or edited items.
+HISTORY = _with_meta(
+    "history",
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("num_events", pa.int64(), nullable=False),
+        pa.field("first_ts", _TS, nullable=False),
+        pa.field("last_ts", _TS, nullable=False),
+        pa.field("events", pa.list_(pa.binary()), nullable=False),
+    ],
+    SCHEMA_VERSION,
+)
+CATALOGUE = _with_meta(
+    "catalogue",
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("content_key", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),
+    ],
+    SCHEMA_VERSION,
+)
+
 def journey_labels(include_centroid: bool) -> pa.Schema:
     """JOURNEY_LABELS, with the journey's centroid as a last column when asked for."""
     if not include_centroid:

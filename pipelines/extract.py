@@ -42,12 +42,12 @@ from journeys.extraction import make_extractor, strategies
 from journeys.inputs import InputError, check_inputs
 from journeys.item_space import parse_blocks, parse_weights
 from journeys.lineage import RELATIONS, MatchConfig, assign_identity
-from journeys.model import Item
+from journeys.model import Item, to_datetime
 from journeys.persistence import RULES, PersistenceConfig
 from journeys.representation import document_terms
-from journeys.user_extraction import ExtractionSettings, extract_user
+from journeys.user_extraction import ExtractionSettings, dedupe_events, extract_user
 from journeys.validation import DeadLetter, validate_event, validate_item, validate_item_vector
-from pipelines import packed_events
+from pipelines import delta, packed_events
 from pipelines.catalogue_stats import CatalogueStatistics, item_space
 from pipelines.embedding_cache import ReadEmbeddingCache, WriteEmbeddingCache
 from pipelines.options import CommonOptions, run_and_summarise, time_window, torch_threads
@@ -60,7 +60,8 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 # batch composition (and so every float) is the same on reruns.
 LENGTH_STEP, LENGTH_CLASSES, EMBED_SHARDS = 16, 16, 4
 DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "users": schema.USERS,
-            "lineage": schema.LINEAGE, "dead_letter": schema.DEAD_LETTER}
+            "lineage": schema.LINEAGE, "history": schema.HISTORY, "catalogue": schema.CATALOGUE,
+            "dead_letter": schema.DEAD_LETTER}
 
 
 class ExtractOptions(PipelineOptions):
@@ -131,6 +132,11 @@ class ExtractOptions(PipelineOptions):
                            help="Parquet files per output dataset; also how many parts the per-user step is cut "
                            "into (on Dataflow, its parallelism: give a few per worker core; each part's events "
                            "must fit in a worker's memory)")
+        group.add_argument("--delta", action="store_true",
+                           help="with --previous: --events hold only the events since that run. Users with new "
+                           "events are extracted again from their whole history (the previous run's history/ plus "
+                           "the new events); every other user's rows are carried over as they were; only new or "
+                           "edited items are embedded. Keep the previous run's --num_shards (docs/incremental.md)")
         group.add_argument("--embed_per_event", action="store_true",
                            help="benchmark baseline only: embed every event's item instead of each item once")
         group.add_argument("--min_overlap", type=float, default=MatchConfig.min_overlap,
@@ -410,25 +416,33 @@ def _latest(times) -> int | None:
 
 # The datasets written by the per-user step itself, one file per shard, and their row order.
 SHARD_DATASETS = {"journeys": ("user_id", "first_ts", "journey_id"), "transient": ("user_id", "first_ts", "journey_id"),
-                  "users": ("user_id",), "lineage": ("user_id", "relation", "old_id", "new_id")}
+                  "users": ("user_id",), "lineage": ("user_id", "relation", "old_id", "new_id"),
+                  "history": ("user_id",)}
 
 
 class _ExtractShard(beam.DoFn):
     """(shard, {"events": [packed event], "previous": [(user_id, journey)]}) -> that shard's files of
-    journeys/, transient/, users/ and lineage/, written here (main output: each file's ``{"path",
-    "size", "sha256"}``), with dead letters (events on unknown items among them) and counts tagged.
+    journeys/, transient/, users/, lineage/ and history/, written here (main output: each file's
+    ``{"path", "size", "sha256"}``), with dead letters (events on unknown items among them) and counts
+    tagged.
 
     Users are taken in id order and their rows written as they come (``io.ParquetRows``), so the
     files are sorted as ``WriteShards`` sorts them and this step holds one user's work and a row
-    group at a time, never a whole dataset. ``catalogue`` maps item_id -> (item, vector)."""
+    group at a time, never a whole dataset. ``catalogue`` maps item_id -> (item, vector).
+
+    In a delta run (``delta_from``: the previous extraction's folder) the shard's previous rows are
+    read here: a user with new events is extracted from their history plus those events, any other
+    user's rows are copied as they were (pipelines/delta.py)."""
 
     def __init__(self, staging: str, strategy: str, params: dict, persistence: PersistenceConfig, model: str,
-                 match: MatchConfig, blocks: tuple[str, ...] | None, weights: dict, log_params: dict | None):
+                 match: MatchConfig, blocks: tuple[str, ...] | None, weights: dict, log_params: dict | None,
+                 delta_from: str | None = None, previous_as_of: int | None = None):
         self.staging = staging
         self.blocks, self.weights = blocks, weights
         self.strategy, self.params, self.persistence, self.model = strategy, params, persistence, model
         self.log_params = log_params
         self.match = match
+        self.delta_from, self.previous_as_of = delta_from, previous_as_of
         self.users = Metrics.counter("extract", "users")
         self.journeys = Metrics.counter("extract", "journeys")
 
@@ -442,25 +456,67 @@ class _ExtractShard(beam.DoFn):
         shard, grouped = element
         histories: dict[str, list[bytes]] = {}
         for packed in grouped["events"]:
+            if packed is None:  # a delta run's marker that the shard exists
+                continue
             histories.setdefault(packed_events.user_of(packed), []).append(packed)
         previous_of: dict[str, list[dict]] = {}
         for user_id, journey in grouped["previous"]:
             previous_of.setdefault(user_id, []).append(journey)
         space = item_space(self.blocks, self.weights, statistics)
         counts: dict[str, int] = {}
+        started = time.perf_counter()
+        carried = None if self.delta_from is None else delta.PreviousShard(self.delta_from, shard)
+        carry_seconds = time.perf_counter() - started
+        recompute_seconds = 0.0
         with contextlib.ExitStack() as files:  # each file appears under its name only if all went well
             writers = {name: files.enter_context(io.ParquetRows(
                 io.join(self.staging, name, f"part-{shard:05d}.parquet"), DATASETS[name])) for name in SHARD_DATASETS}
-            for user_id in sorted(histories.keys() | previous_of.keys()):
+            users = histories.keys() | previous_of.keys() | (carried.users() if carried else set())
+            for user_id in sorted(users):
+                started = time.perf_counter()
                 rows = {name: [] for name in SHARD_DATASETS}
                 events = [packed_events.unpack(packed) for packed in histories.pop(user_id, [])]
-                yield from self._user(user_id, events, previous_of.get(user_id, []), rows, counts, catalogue,
-                                      catalogue_df, catalogue_size, run_time, space)
+                if carried is None:
+                    yield from self._user(user_id, events, previous_of.get(user_id, []), rows, counts, catalogue,
+                                          catalogue_df, catalogue_size, run_time, space)
+                elif events:
+                    before = carried.take(user_id)
+                    yield from self._user(user_id, self._continue(events, before["history"], counts),
+                                          [_previous_record(row)[1] for row in before["journeys"]], rows, counts,
+                                          catalogue, catalogue_df, catalogue_size, run_time, space)
+                else:
+                    rows = carried.take(user_id)
+                    _count_carried(rows, counts)
                 for name, fields in SHARD_DATASETS.items():  # the user id is the first sort field
                     writers[name].add(sorted(rows[name], key=sort_key(fields[1:])))
+                spent = time.perf_counter() - started
+                if carried is not None and not events:
+                    carry_seconds += spent
+                else:
+                    recompute_seconds += spent
         yield from (writer.written for writer in writers.values() if writer.rows)
+        if carried is not None:  # milliseconds, summed over shards: the summary's per-part wall time
+            counts["delta.carry_ms"] = round(carry_seconds * 1000)
+            counts["delta.recompute_ms"] = round(recompute_seconds * 1000)
         for name, count in sorted(counts.items()):
             yield beam.pvalue.TaggedOutput("counts", (name, count))
+
+    def _continue(self, new_events: list, history_rows: list[dict], counts: dict) -> list:
+        """A delta run's user with new events: their previous history and the new events, as one
+        list for ``_user``. Nothing is dropped here: an event that repeats one of the history (same
+        item, time and type) is a ``duplicate_event`` dead letter there, as in a fresh run over both
+        files, and counted here as a repeat; an event before the previous run's as-of time is late
+        and joins the history like any other."""
+        old = [event for row in history_rows for event in delta.history_events(row)]
+        keys = {(e.item_id, e.ts, e.event_type) for e in old}
+        counts["delta.users.recomputed"] = counts.get("delta.users.recomputed", 0) + 1
+        for name, n in (("delta.users.new", int(not history_rows)), ("delta.events.from_history", len(old)),
+                        ("delta.events.repeats_of_history",
+                         sum((e.item_id, e.ts, e.event_type) in keys for e in new_events)),
+                        ("delta.events.late", sum(self.previous_as_of is not None and e.ts < self.previous_as_of
+                                                  for e in new_events))):
+            counts[name] = counts.get(name, 0) + n
+        return old + new_events
 
     def _user(self, user_id, history, previous_journeys, rows, counts, catalogue, catalogue_df, catalogue_size,
               run_time, space):
@@ -489,6 +545,7 @@ class _ExtractShard(beam.DoFn):
             rows["journeys"].extend(journeys)
             rows["transient"].extend(result.transient)
             rows["users"].append(result.user)
+            rows["history"].append(delta.history_row(user_id, dedupe_events(events)[0]))
             for dead in result.dead_letters:
                 yield beam.pvalue.TaggedOutput("dead", dead)
             for name, n in (
@@ -508,6 +565,25 @@ class _ExtractShard(beam.DoFn):
             count(f"lineage.{row['relation']}")
 
 
+def _count_carried(rows: dict[str, list[dict]], counts: dict) -> None:
+    """A carried user's counts, read off their rows, so the summary covers every user in the output."""
+    def count(name: str, n: int = 1) -> None:
+        counts[name] = counts.get(name, 0) + n
+
+    journeys, transient = rows["journeys"], rows["transient"]
+    for user in rows["users"]:  # none for a user whose events were all rejected last time
+        for name, n in ((f"users_rule.{user['persistence_rule']}", 1), (f"users_outcome.{user['outcome']}", 1),
+                        ("users", 1), ("users_with_journeys", int(bool(journeys))), ("noise_events",
+                                                                                     user["noise_events"]),
+                        ("delta.users.carried", 1), ("delta.events.carried", user["num_events"])):
+            count(name, n)
+    for name, n in (("journeys", len(journeys)), ("transient_clusters", len(transient)),
+                    ("events_in_journeys", sum(r["num_events"] for r in journeys)),
+                    ("events_in_transient", sum(r["num_events"] for r in transient)),
+                    ("delta.journeys.carried", len(journeys))):
+        count(name, n)
+
+
 class _PublishExtraction(Publish):
     """Publish, with the item representation the clustering used recorded in the summary: its blocks,
     their dimensions and weights, and the catalogue statistics (the means, the tag space) with hashes."""
@@ -516,8 +592,10 @@ class _PublishExtraction(Publish):
         super().__init__(*args, **kwargs)
         self.blocks, self.weights = blocks, weights
 
-    def process(self, _, written: list[str], counts: list[tuple[str, int]], statistics: dict):
+    def process(self, _, written: list[str], counts: list[tuple[str, int]], statistics: dict, run_time: int | None):
         summary = self.summarise(merge_counts(counts))
+        # What a delta run builds on: its new events may be older than this (late), but never needed.
+        summary["as_of"] = None if run_time is None else to_datetime(run_time).isoformat()
         text_mean = statistics["text_mean"]
         summary["centring"] = centring.describe(*text_mean) if text_mean else {"method": "none"}
         space = item_space(self.blocks, self.weights, statistics)
@@ -555,7 +633,12 @@ class Summarise:
             "rejected_by_reason": event_rejects,
         }
         events["used"] = events["in_journeys"] + events["in_transient"] + events["noise"]
-        events["balanced"] = events["read"] == events["used"] + events["rejected"]
+        delta = by("delta.")
+        if self.config.get("delta"):  # events also came from the previous run's history, carried or not
+            events["from_history"] = delta.get("events.from_history", 0)
+            events["carried"] = delta.get("events.carried", 0)
+        events["balanced"] = (events["read"] + events.get("from_history", 0) + events.get("carried", 0)
+                              == events["used"] + events["rejected"])
         users = counts.get("users", 0)
         return {
             "schema_version": schema.SCHEMA_VERSION,
@@ -590,7 +673,23 @@ class Summarise:
             # How the journeys relate to --previous's (all "new" without it); see journeys/lineage.py.
             "lineage": {relation: counts.get(f"lineage.{relation}", 0) for relation in RELATIONS},
             "previous_journeys": counts.get("previous_journeys", 0),
+            **({"delta": _delta_summary(delta, counts.get("journeys", 0))} if self.config.get("delta") else {}),
         }
+
+
+def _delta_summary(delta: dict[str, int], journeys: int) -> dict:
+    """A delta run's carried and recomputed parts. Wall seconds are summed over shards (workers'
+    time, not the job's), so the two parts compare with each other, not with the run's wall time."""
+    carried_journeys = delta.get("journeys.carried", 0)
+    return {
+        "users": {"carried": delta.get("users.carried", 0), "recomputed": delta.get("users.recomputed", 0),
+                  "new": delta.get("users.new", 0)},
+        "events": {"new_late": delta.get("events.late", 0),
+                   "new_repeating_history": delta.get("events.repeats_of_history", 0),
+                   "from_history": delta.get("events.from_history", 0), "carried": delta.get("events.carried", 0)},
+        "journeys": {"carried": carried_journeys, "recomputed": journeys - carried_journeys},
+        "wall_seconds": {"carry": delta.get("carry_ms", 0) / 1000, "recompute": delta.get("recompute_ms", 0) / 1000},
+    }
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
@@ -605,7 +704,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     blocks, weights = representation(opts)
     model = model_identity(opts.embedding_model)
     match = MatchConfig(opts.min_overlap, opts.min_similarity)
-    previous_path = previous.journeys_folder(common.previous) if common.previous else None
+    delta_from = previous.extraction_folder(common.previous) if common.previous and opts.delta else None
+    previous_as_of = previous.as_of(delta_from) if delta_from else None
+    previous_path = previous.journeys_folder(common.previous) if common.previous and not delta_from else None
     threads = torch_threads(options)
     staging = io.join(common.out, f"_staging-{uuid.uuid4().hex[:12]}")
 
@@ -643,16 +744,24 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     # Only catalogue items that some valid event refers to are embedded: a large catalogue with
     # sparse activity would otherwise pay for vectors nobody uses.
+    used_ids = events.ok | "UsedIds" >> beam.Map(lambda e: (e.item_id, None))
+    if delta_from:  # the items of the histories count as used: the catalogue is theirs and the new events'
+        carried_vectors = pipeline | "PreviousCatalogue" >> delta.PreviousItemIds(delta_from)
+        carried_ids = carried_vectors | "CarriedIds" >> beam.Map(lambda kv: (kv[0], None))
+        used_ids = (used_ids, carried_ids) | "AllUsedIds" >> beam.Flatten()
     used_items = (
         {"item": unique_items.ok | "KeyUniqueItems" >> beam.Map(lambda it: (it.item_id, it)),
-         "used": events.ok | "UsedIds" >> beam.Map(lambda e: (e.item_id, None)) | "DistinctUsed" >> beam.Distinct()}
+         "used": used_ids | "DistinctUsed" >> beam.Distinct()}
         | "JoinUsed" >> beam.CoGroupByKey()
         | "KeepUsed" >> beam.FlatMap(lambda kv: list(kv[1]["item"])[:1] if list(kv[1]["used"]) else [])
         .with_output_types(Item)
     )
     embed = EmbedCatalogue(opts.embedding_model, None if opts.embed_per_event else opts.embedding_cache,
                            opts.embed_batch_size, threads["threads"], once_per_text=not opts.embed_per_event)
-    to_embed = used_items
+    to_embed, carried = used_items, None
+    if delta_from:  # only items that are new, or whose embedded content changed, are embedded
+        carried = used_items | "CarriedVectors" >> delta.CarriedVectors(carried_vectors)
+        to_embed = carried.miss
     if opts.embed_per_event:
         to_embed = (
             {"item": used_items | "KeyItemsForBaseline" >> beam.Map(lambda it: (it.item_id, it)),
@@ -662,6 +771,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         )
     embedded = to_embed | "EmbedCatalogue" >> embed
     vectors = embedded["vectors"]
+    if carried is not None:
+        vectors = (carried.hit, vectors) | "AllVectors" >> beam.Flatten()
     if opts.embed_per_event:
         vectors = (
             vectors
@@ -698,18 +809,27 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         by_shard = {"events": events_by_shard, "previous": previous_by_shard} | "GroupByShard" >> beam.CoGroupByKey()
         previous_count = [previous_journeys | "CountPrevious" >> beam.Map(lambda _: ("previous_journeys", 1))]
     else:
+        if delta_from:  # every shard is visited: one with no new events still carries its users
+            events_by_shard = ((events_by_shard, pipeline | "AllShards" >> beam.Create([(s, None) for s in range(shards)]))
+                               | "EveryShard" >> beam.Flatten())
         by_shard = (
             events_by_shard
             | "GroupByShard" >> beam.GroupByKey()
             | "NoPrevious" >> beam.MapTuple(lambda shard, packed: (shard, {"events": packed, "previous": []}))
         )
         previous_count = []
-    # The run's as-of time, written on the lineage rows: the latest valid event, so reruns are identical.
-    run_time = events.ok | "EventTimes" >> beam.Map(lambda e: e.ts) | "LatestEvent" >> beam.CombineGlobally(_latest)
+    # The run's as-of time, written on the lineage rows: the latest valid event (of the previous run's
+    # too, in a delta run), so reruns are identical.
+    event_times = events.ok | "EventTimes" >> beam.Map(lambda e: e.ts)
+    if previous_as_of is not None:
+        event_times = (event_times, pipeline | "PreviousAsOf" >> beam.Create([previous_as_of])) \
+            | "AllTimes" >> beam.Flatten()
+    run_time = event_times | "LatestEvent" >> beam.CombineGlobally(_latest)
     extracted = (
         by_shard
         | "ExtractJourneys" >> beam.ParDo(
-            _ExtractShard(staging, opts.strategy, params, persistence, model, match, blocks, weights, log_params),
+            _ExtractShard(staging, opts.strategy, params, persistence, model, match, blocks, weights, log_params,
+                          delta_from, previous_as_of),
             catalogue=beam.pvalue.AsDict(vectors | "KeyByItem" >> beam.Map(lambda p: (p[0].item_id, p))),
             catalogue_df=beam.pvalue.AsDict(catalogue_df),
             catalogue_size=beam.pvalue.AsSingleton(catalogue_size),
@@ -729,7 +849,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
                                             ("source", "reason", "user_id", "item_id", "row", "detail"), shards,
                                             rows_per_shard=ROWS_PER_SHARD)
     )
-    written = (extracted.written, written_dead) | "AllWritten" >> beam.Flatten()
+    written_catalogue = (
+        vectors
+        | "CatalogueRows" >> beam.Map(delta.catalogue_row)
+        | "WriteCatalogue" >> WriteShards(io.join(staging, "catalogue"), schema.CATALOGUE, "item_id", ("item_id",),
+                                          shards, rows_per_shard=ROWS_PER_SHARD)
+    )
+    written = (extracted.written, written_dead, written_catalogue) | "AllWritten" >> beam.Flatten()
     counts = (
         (
             extracted.counts,
@@ -753,6 +879,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         "persistence": dataclasses.asdict(persistence),
         "embedding_model": model, "torch_threads": threads,
         "previous": common.previous, "min_overlap": match.min_overlap, "min_similarity": match.min_similarity,
+        "delta": bool(delta_from), "num_shards": shards,
     }
     _ = (
         pipeline
@@ -763,6 +890,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             written=beam.pvalue.AsList(written),
             counts=beam.pvalue.AsList(counts),
             statistics=statistics,
+            run_time=beam.pvalue.AsSingleton(run_time),
         )
     )
 
@@ -778,7 +906,11 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     settle_representation(opts, check_inputs(common.events, opts.items, opts.item_vectors))
     representation(opts)  # a bad --block_weights fails now
     MatchConfig(opts.min_overlap, opts.min_similarity)  # a clear error now on a bad threshold
-    if common.previous:  # refused now, before any work, if it cannot be built on
+    if opts.delta and not common.previous:
+        raise ValueError("--delta continues from a previous run: pass it with --previous")
+    if common.previous and opts.delta:  # refused now, before any work, if it cannot be built on
+        previous.previous_extraction(common.previous, model_identity(opts.embedding_model), opts.num_shards)
+    elif common.previous:
         previous.previous_journeys(common.previous, model_identity(opts.embedding_model), common.events)
     summary = run_and_summarise(options, build, save_main_session,
                                 inputs=[("--events", common.events), ("--items", opts.items),

@@ -65,7 +65,7 @@ def test_run_translates_each_step_and_ends_with_one_line(small_sample, tmp_path,
     assert code == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith("journeys run: dry run: translated for the DataflowRunner, each step as its own job: ")
-    for step in ("extract (38 steps", "name (", "export ("):
+    for step in ("extract (40 steps", "name (", "export ("):
         assert step in line
     assert line.endswith("no job was submitted and nothing was written")
     assert not (tmp_path / "out").exists()
@@ -77,7 +77,7 @@ def test_a_dry_run_from_the_command_line_is_one_line_not_a_missing_summary(small
                      "--out", str(tmp_path / "out"), *DRY])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert captured.out.startswith("journeys extract: dry run: translated for the DataflowRunner (38 steps")
+    assert captured.out.startswith("journeys extract: dry run: translated for the DataflowRunner (40 steps")
     assert len(captured.out.splitlines()) == 1
 
 
@@ -119,7 +119,7 @@ def test_a_template_is_staged_to_the_gcs_emulator(gcs, small_sample, tmp_path, m
     seconds = time.time() - started
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert captured.out.startswith(f"journeys extract: template staged at {template} (38 steps")
+    assert captured.out.startswith(f"journeys extract: template staged at {template} (40 steps")
     with fs.open(template) as handle:
         job = json.load(handle)
     staged = sorted(path.rsplit("/", 1)[-1] for path in fs.find(f"{gcs}/tmp"))

@@ -223,7 +223,7 @@ def test_verify_passes_a_good_export_and_a_whole_run(journeys_run):
     labels = report["datasets"][str(run / "export" / "journey_labels")]
     assert labels["rows"] == json.loads((run / "export" / "_manifest.json").read_text())["rows"]
     code, printed, _ = run_cli(["verify", run])
-    assert code == 0 and len(json.loads(printed)["datasets"]) == 9  # extract's 5, name's 2, export's 2
+    assert code == 0 and len(json.loads(printed)["datasets"]) == 11  # extract's 7, name's 2, export's 2
 
 
 def test_verify_reports_every_difference_in_a_damaged_export(journeys_run, tmp_path):

@@ -41,8 +41,8 @@ def test_every_event_is_accounted_for_and_journeys_match_the_truth(sample_run, s
     assert transient.num_rows == summary["transient_clusters"]
     assert all(transient["reason"].to_pylist())
     assert io.read_table(str(out / "dead_letter")).num_rows == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dead_letter", "journeys", "lineage", "summary.json", "transient",
-                                                   "users"]
+    assert sorted(p.name for p in out.iterdir()) == ["catalogue", "dead_letter", "history", "journeys", "lineage",
+                                                   "summary.json", "transient", "users"]
 
 
 def test_every_user_has_a_row_saying_which_rule_judged_them_and_the_outcome(sample_run):
@@ -97,6 +97,7 @@ def test_a_rerun_gives_identical_output_and_replaces_the_old_one(sample_run, sma
     # (none: every vector came from the cache) is the same.
     assert again["items"].pop("texts_embedded") == 0
     first = {**first, "items": {k: v for k, v in first["items"].items() if k != "texts_embedded"}}
+    assert (first["config"].pop("num_shards"), again["config"].pop("num_shards")) == (4, 2)
     assert {k: v for k, v in again.items() if k not in ("wall_seconds", "outputs")} == {
         k: v for k, v in first.items() if k not in ("wall_seconds", "outputs")}
 
