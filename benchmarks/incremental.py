@@ -24,11 +24,17 @@ Printed (JSON):
 - ``wall_seconds``: median of each run's steps (extract, name, export, total) and the naming
   time saved by the incremental run.
 
+With ``--delta`` it compares instead a delta run (``journeys extract --previous RUN --delta`` over
+the new events only) with a fresh run over all events: time, memory, agreement and byte-identical
+reruns; see benchmarks/delta_runs.py.
+
 Run from the repository root (about 5 minutes for the sample with the keywords namer on 2 cores):
 
     python benchmarks/incremental.py --data sample --work /tmp/inc-bench
     python benchmarks/incremental.py --data sample --work /tmp/inc-bench --namer few-shot
     python benchmarks/incremental.py --data movielens --src ../shared/data/movielens-small --work /tmp/inc-ml
+    python benchmarks/incremental.py --delta --size 1000000 --work /tmp/delta-1m --results delta.jsonl
+    python benchmarks/incremental.py --delta --data movielens --split time --work /tmp/delta-ml
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks' own modules
+
+import delta_runs  # noqa: E402
 
 from journeys import cli, io  # noqa: E402
 from journeys.naming.keywords import KeywordNamer  # noqa: E402
@@ -123,6 +133,15 @@ def _planted_matches(journeys: pa.Table, truth: pa.Table) -> dict[str, str]:
     return found
 
 
+def _kept_share(args) -> float:
+    """--split users leaves out the inactive users' events after the split: the share of the
+    generated events that the data keeps, so that --size counts the events a fresh run reads."""
+    if args.split != "users":
+        return 1.0
+    after = args.new / (args.active + args.new * (1 - args.active))
+    return 1 - after + args.active * after
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=("sample", "movielens"), default="sample")
@@ -132,6 +151,14 @@ def main() -> int:
     parser.add_argument("--namer", default="keywords")
     parser.add_argument("--model", default=None, help="LLM namers' model (default: the built-in base)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--delta", action="store_true", help="compare a delta run with a fresh one instead")
+    parser.add_argument("--size", type=int, default=14500, help="--delta, sample: about this many events in all")
+    parser.add_argument("--split", choices=("users", "time"), default="users",
+                        help="--delta: new events for a share of the users (users) or after a time (time)")
+    parser.add_argument("--active", type=float, default=0.10, help="--delta --split users: users with new events")
+    parser.add_argument("--new", type=float, default=0.05, help="--delta: the new events' share of all events")
+    parser.add_argument("--num_shards", type=int, default=4, help="--delta: the runs' --num_shards")
+    parser.add_argument("--results", default=None, help="--delta: append the JSON report to this file")
     args = parser.parse_args()
 
     import shutil
@@ -140,9 +167,17 @@ def main() -> int:
     data = os.path.join(args.work, "data")
     with contextlib.redirect_stdout(text_io.StringIO()):
         if args.data == "sample":
-            cli.main(["sample", "--out", data])
+            users = round(args.size / delta_runs.EVENTS_PER_USER / _kept_share(args)) if args.delta else 200
+            cli.main(["sample", "--out", data, "--users", str(users)])
         else:
             cli.main(["convert", "movielens", "--src", args.src, "--out", data])
+    if args.delta:
+        report = delta_runs.run(args, data)
+        print(json.dumps(report, indent=2))
+        if args.results:
+            with open(args.results, "a") as handle:
+                handle.write(json.dumps(report) + "\n")
+        return 0
     events_path, items = os.path.join(data, "events.parquet"), os.path.join(data, "items.parquet")
     events = io.read_table(events_path)
     low, high = pc.min(events["timestamp"]).value, pc.max(events["timestamp"]).value

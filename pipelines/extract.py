@@ -810,8 +810,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         previous_count = [previous_journeys | "CountPrevious" >> beam.Map(lambda _: ("previous_journeys", 1))]
     else:
         if delta_from:  # every shard is visited: one with no new events still carries its users
-            events_by_shard = ((events_by_shard, pipeline | "AllShards" >> beam.Create([(s, None) for s in range(shards)]))
-                               | "EveryShard" >> beam.Flatten())
+            every_shard = pipeline | "AllShards" >> beam.Create([(shard, None) for shard in range(shards)])
+            events_by_shard = (events_by_shard, every_shard) | "EveryShard" >> beam.Flatten()
         by_shard = (
             events_by_shard
             | "GroupByShard" >> beam.GroupByKey()
