@@ -64,6 +64,7 @@ def _extract(args, beam_args: list[str]) -> int:
         "transient_clusters": summary["transient_clusters"], "events_read": events["read"],
         "events_in_journeys": events["in_journeys"], "events_rejected": events["rejected"],
         "lineage": summary["lineage"], "wall_seconds": summary["wall_seconds"],
+        **({"delta_users": summary["delta"]["users"]} if "delta" in summary else {}),
     }))
     return 0
 
@@ -416,7 +417,8 @@ def _run(args, beam_args: list[str]) -> int:
     print(json.dumps({
         "out": args.out,
         "extract": {"out": extract_out, "events_read": extracted["events"]["read"],
-                    "events_rejected": extracted["events"]["rejected"], "journeys": extracted["journeys"]},
+                    "events_rejected": extracted["events"]["rejected"], "journeys": extracted["journeys"],
+                    **({"delta_users": extracted["delta"]["users"]} if "delta" in extracted else {})},
         "name": {"out": named_out, "named": named["named"], "failed": named["failed"],
                  "sent_to_namer": named["sent_to_namer"], "carried_over": named["carried_over"]},
         "export": {"out": export_out, "rows": manifest["rows"], "users": manifest["users"],

@@ -28,7 +28,8 @@ def test_extract_reads_and_writes_gs_paths(gcs, small_sample, embedding_cache):
     assert journeys.num_rows == summary["journeys"]
     listing = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{BUCKET}/run"))
     # The staging folder is gone.
-    assert listing == ["dead_letter", "journeys", "lineage", "summary.json", "transient", "users"]
+    assert listing == ["catalogue", "dead_letter", "history", "journeys", "lineage", "summary.json", "transient",
+                       "users"]
 
 
 def test_export_reads_and_writes_gs_paths(gcs, journeys_run):

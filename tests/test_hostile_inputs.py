@@ -553,7 +553,8 @@ def test_hostile_run_dead_letters_undecodable_text_with_its_row(hostile_run):
 
 def test_hostile_run_cleans_what_a_killed_run_left(hostile_run):
     names = sorted(p.name for p in hostile_run["out"].iterdir())
-    assert names == ["dead_letter", "journeys", "lineage", "summary.json", "transient", "users"]
+    assert names == ["catalogue", "dead_letter", "history", "journeys", "lineage", "summary.json", "transient",
+                     "users"]
 
 
 # ---- interrupts: a real process and a real signal -------------------------------------------------
