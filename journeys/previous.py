@@ -131,8 +131,9 @@ DELTA_DATASETS = {"journeys": schema.JOURNEYS, "transient": schema.TRANSIENT, "u
                   "lineage": schema.LINEAGE, "history": schema.HISTORY, "catalogue": schema.CATALOGUE}
 
 
-def previous_extraction(previous: str, embedding_model: str, num_shards: int) -> str:
-    """For a delta run: the previous extraction's folder, with every dataset it carries verified."""
+def previous_extraction(previous: str, embedding_model: str, num_shards: int, clustering: dict) -> str:
+    """For a delta run: the previous extraction's folder, with every dataset it carries verified.
+    ``clustering``: this run's options that decide a user's journeys, which must be the previous run's."""
     folder = extraction_folder(previous)
     summary = _read_json(io.join(folder, "summary.json"))
     _check_version(summary.get("schema_version"), folder, "summary.json")
@@ -147,6 +148,12 @@ def previous_extraction(previous: str, embedding_model: str, num_shards: int) ->
         raise InputError(f"--previous '{folder}' was written in {config.get('num_shards')} shards, this run asks "
                          f"for {num_shards}: a delta run reads the previous run shard by shard, so pass "
                          f"--num_shards {config.get('num_shards')}")
+    ours = json.loads(json.dumps(clustering))  # as the summary holds them (lists, not tuples)
+    changed = sorted(key for key, value in ours.items() if config.get(key) != value)
+    if changed:
+        raise InputError(f"--previous '{folder}' was extracted with other {', '.join(changed)} than this run: a "
+                         "delta run keeps the previous run's extraction options, or carried and recomputed users "
+                         "would be clustered differently; run without --delta to change them")
     for name, expected in DELTA_DATASETS.items():
         check_dataset(io.join(folder, name), expected, f"previous {name}", "pass an earlier run's folder")
     return folder

@@ -692,6 +692,15 @@ def _delta_summary(delta: dict[str, int], journeys: int) -> dict:
     }
 
 
+def clustering_config(opts: ExtractOptions) -> dict:
+    """The options that decide a user's journeys, as the summary records them: a delta run must
+    use the previous run's, or carried and recomputed users would be clustered differently."""
+    blocks, weights = representation(opts)
+    return {"strategy": opts.strategy, "strategy_params": extractor_params(opts), "centring": opts.centring,
+            "representation": list(blocks), "log_strategy_params": log_extractor_params(opts),
+            "block_weights": weights, "persistence": dataclasses.asdict(persistence_config(opts))}
+
+
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     """Add the extraction graph to ``pipeline``. Nothing is read or written until it runs."""
     opts, common = options.view_as(ExtractOptions), options.view_as(CommonOptions)
@@ -873,10 +882,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
     config = {
-        "events": common.events, "items": opts.items, "strategy": opts.strategy, "strategy_params": params,
-        "centring": opts.centring, "representation": list(blocks), "log_strategy_params": log_params,
-        "block_weights": weights, "item_vectors": opts.item_vectors,
-        "persistence": dataclasses.asdict(persistence),
+        "events": common.events, "items": opts.items, **clustering_config(opts), "item_vectors": opts.item_vectors,
         "embedding_model": model, "torch_threads": threads,
         "previous": common.previous, "min_overlap": match.min_overlap, "min_similarity": match.min_similarity,
         "delta": bool(delta_from), "num_shards": shards,
@@ -908,8 +914,11 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     MatchConfig(opts.min_overlap, opts.min_similarity)  # a clear error now on a bad threshold
     if opts.delta and not common.previous:
         raise ValueError("--delta continues from a previous run: pass it with --previous")
+    if opts.delta and opts.embed_per_event:
+        raise ValueError("--embed_per_event is a benchmark baseline of fresh runs; it cannot be used with --delta")
     if common.previous and opts.delta:  # refused now, before any work, if it cannot be built on
-        previous.previous_extraction(common.previous, model_identity(opts.embedding_model), opts.num_shards)
+        previous.previous_extraction(common.previous, model_identity(opts.embedding_model), opts.num_shards,
+                                     clustering_config(opts))
     elif common.previous:
         previous.previous_journeys(common.previous, model_identity(opts.embedding_model), common.events)
     summary = run_and_summarise(options, build, save_main_session,

@@ -44,6 +44,13 @@ def test_extract_translates_into_a_dataflow_job_with_the_package_staged(small_sa
     assert time.time() - started < 120
 
 
+def test_a_delta_extraction_translates(journeys_run, small_sample, tmp_path):
+    described = extract.run(["--events", small_sample["events"], "--items", small_sample["items"],
+                             "--out", str(tmp_path / "out"), "--previous", journeys_run["out"], "--delta", *DRY])
+    _translated(described, tmp_path / "out", {"PreviousCatalogue", "CarriedVectors", "EveryShard",
+                                              "ExtractJourneys", "WriteCatalogue", "Publish"})
+
+
 def test_name_translates(journeys_dir, tmp_path):
     described = name.run(["--journeys", journeys_dir, "--out", str(tmp_path / "out"), *DRY])
     _translated(described, tmp_path / "out", {"ReadJourneys", "GroupByUser", "CarryOver", "Name", "Publish"})

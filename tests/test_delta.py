@@ -145,6 +145,8 @@ def test_a_delta_run_refuses_what_it_cannot_continue(runs, days, tmp_path):
         extract.run([*base, "--delta"])
     with pytest.raises(InputError, match="--num_shards 4"):
         extract.run([*base, "--previous", runs["before"], "--delta", "--num_shards", "2"])
+    with pytest.raises(InputError, match="other strategy_params than this run"):
+        extract.run([*base, "--previous", runs["before"], "--delta", "--threshold", "0.45"])
     # A damaged history file is refused before any work, naming it.
     damaged = tmp_path / "before"
     import shutil
