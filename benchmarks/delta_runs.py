@@ -120,8 +120,8 @@ def run(args, data: str) -> dict:
     split = _split(args, data)
     items = os.path.join(data, "items.parquet")
     out = {name: os.path.join(args.work, name) for name in ("previous", "delta", "delta_again", "fresh")}
-    base = ["--items", items, "--num_shards", str(args.num_shards)]
-    report = {"data": args.data, "split": args.split, **{k: v for k, v in split.items() if not k.endswith("all")
+    base = ["--items", items, "--num_shards", str(args.num_shards), *args.extract_args]
+    report = {"data": args.data, "split": args.split, "extract_args": args.extract_args, **{k: v for k, v in split.items() if not k.endswith("all")
                                                           and k not in ("before", "new")},
               "events_all": split["events_all"], "users_all": split["users_all"]}
     runs = {"previous": _extract("previous", ["--events", split["before"], "--out", out["previous"], *base])}

@@ -159,6 +159,8 @@ def main() -> int:
     parser.add_argument("--new", type=float, default=0.05, help="--delta: the new events' share of all events")
     parser.add_argument("--num_shards", type=int, default=4, help="--delta: the runs' --num_shards")
     parser.add_argument("--results", default=None, help="--delta: append the JSON report to this file")
+    parser.add_argument("--extract_args", nargs="*", default=[],
+                        help="--delta: more options for every extraction, e.g. --extract_args=--centring=none")
     args = parser.parse_args()
 
     import shutil
