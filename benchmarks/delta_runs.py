@@ -121,9 +121,8 @@ def run(args, data: str) -> dict:
     items = os.path.join(data, "items.parquet")
     out = {name: os.path.join(args.work, name) for name in ("previous", "delta", "delta_again", "fresh")}
     base = ["--items", items, "--num_shards", str(args.num_shards), *args.extract_args]
-    report = {"data": args.data, "split": args.split, "extract_args": args.extract_args, **{k: v for k, v in split.items() if not k.endswith("all")
-                                                          and k not in ("before", "new")},
-              "events_all": split["events_all"], "users_all": split["users_all"]}
+    counted = {k: v for k, v in split.items() if k.startswith(("events_", "users_"))}
+    report = {"data": args.data, "split": args.split, "extract_args": args.extract_args, **counted}
     runs = {"previous": _extract("previous", ["--events", split["before"], "--out", out["previous"], *base])}
     delta = ["--events", split["new"], "--previous", out["previous"], "--delta", *base]
     runs["delta"] = _extract("delta", [*delta, "--out", out["delta"]])

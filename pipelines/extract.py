@@ -123,6 +123,11 @@ class ExtractOptions(PipelineOptions):
         group.add_argument("--log_max_returns", type=float, default=PersistenceConfig.log_max_returns,
                            help="persistence, auto: judge a user by the log rule when at most this share of their "
                            "events return to an item seen before (ratings, tags: each item once)")
+        group.add_argument("--statistics", default="events", choices=["events", "catalogue"],
+                           help="the items the catalogue statistics (the mean vectors, the tag space) are computed "
+                           "over: those with events (default: only they are embedded), or every catalogue item "
+                           "(all are embedded; the statistics then change only when the catalogue does, so a "
+                           "--delta run agrees with a fresh run for every user, carried ones included)")
         group.add_argument("--embedding_model", default=DEFAULT_MODEL,
                            help="sentence-transformers model id or path (default: the packaged all-MiniLM-L6-v2)")
         group.add_argument("--embedding_cache", default=None,
@@ -647,7 +652,7 @@ class Summarise:
             "items": {
                 "read": items_read,
                 "in_catalogue": counts.get("items_in_catalogue", 0),
-                "with_events": counts.get("items_used", 0),  # the only ones embedded
+                "with_events": counts.get("items_used", 0),  # the only ones embedded, unless --statistics catalogue
                 # distinct titles and contexts sent to the encoder (cached items' are not)
                 "texts_embedded": counts.get("texts_embedded", 0),
                 "rejected": sum(item_rejects.values()),
@@ -697,6 +702,7 @@ def clustering_config(opts: ExtractOptions) -> dict:
     use the previous run's, or carried and recomputed users would be clustered differently."""
     blocks, weights = representation(opts)
     return {"strategy": opts.strategy, "strategy_params": extractor_params(opts), "centring": opts.centring,
+            "statistics": opts.statistics,
             "representation": list(blocks), "log_strategy_params": log_extractor_params(opts),
             "block_weights": weights, "persistence": dataclasses.asdict(persistence_config(opts))}
 
@@ -767,9 +773,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     embed = EmbedCatalogue(opts.embedding_model, None if opts.embed_per_event else opts.embedding_cache,
                            opts.embed_batch_size, threads["threads"], once_per_text=not opts.embed_per_event)
-    to_embed, carried = used_items, None
+    # The items embedded, and the ones the catalogue statistics are computed over.
+    described = unique_items.ok if opts.statistics == "catalogue" else used_items
+    to_embed, carried = described, None
     if delta_from:  # only items that are new, or whose embedded content changed, are embedded
-        carried = used_items | "CarriedVectors" >> delta.CarriedVectors(carried_vectors)
+        carried = described | "CarriedVectors" >> delta.CarriedVectors(carried_vectors)
         to_embed = carried.miss
     if opts.embed_per_event:
         to_embed = (
@@ -798,8 +806,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     )
     catalogue_size = unique_items.ok | "CountItems" >> beam.combiners.Count.Globally()
 
-    # Computed once per run, over the items that have events: every user is clustered against the
-    # same statistics (recorded in the summary, with hashes).
+    # Computed once per run, over the items that have events (or, with --statistics catalogue, every
+    # item): every user is clustered against the same statistics (recorded in the summary, with hashes).
     statistics = beam.pvalue.AsSingleton(
         vectors | "CatalogueStatistics" >> CatalogueStatistics(centre_text=opts.centring == "mean"))
 
