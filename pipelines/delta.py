@@ -118,3 +118,36 @@ def catalogue_row(pair) -> dict:
     item, vector = pair
     return {"item_id": item.item_id, "content_key": item.content_key(), "vector": vector.tolist()}
 
+
+def count_carried(rows: dict[str, list[dict]], counts: dict) -> None:
+    """A carried user's counts, read off their rows, so the summary covers every user in the output."""
+    def count(name: str, n: int = 1) -> None:
+        counts[name] = counts.get(name, 0) + n
+
+    journeys, transient = rows["journeys"], rows["transient"]
+    for user in rows["users"]:  # none for a user whose events were all rejected last time
+        for name, n in ((f"users_rule.{user['persistence_rule']}", 1), (f"users_outcome.{user['outcome']}", 1),
+                        ("users", 1), ("users_with_journeys", int(bool(journeys))), ("noise_events",
+                                                                                     user["noise_events"]),
+                        ("delta.users.carried", 1), ("delta.events.carried", user["num_events"])):
+            count(name, n)
+    for name, n in (("journeys", len(journeys)), ("transient_clusters", len(transient)),
+                    ("events_in_journeys", sum(r["num_events"] for r in journeys)),
+                    ("events_in_transient", sum(r["num_events"] for r in transient)),
+                    ("delta.journeys.carried", len(journeys))):
+        count(name, n)
+
+
+def summary(delta: dict[str, int], journeys: int) -> dict:
+    """A delta run's carried and recomputed parts. Wall seconds are summed over shards (workers'
+    time, not the job's), so the two parts compare with each other, not with the run's wall time."""
+    carried_journeys = delta.get("journeys.carried", 0)
+    return {
+        "users": {"carried": delta.get("users.carried", 0), "recomputed": delta.get("users.recomputed", 0),
+                  "new": delta.get("users.new", 0)},
+        "events": {"new_late": delta.get("events.late", 0),
+                   "new_repeating_history": delta.get("events.repeats_of_history", 0),
+                   "from_history": delta.get("events.from_history", 0), "carried": delta.get("events.carried", 0)},
+        "journeys": {"carried": carried_journeys, "recomputed": journeys - carried_journeys},
+        "wall_seconds": {"carry": delta.get("carry_ms", 0) / 1000, "recompute": delta.get("recompute_ms", 0) / 1000},
+    }

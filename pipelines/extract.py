@@ -491,7 +491,7 @@ class _ExtractShard(beam.DoFn):
                                           catalogue, catalogue_df, catalogue_size, run_time, space)
                 else:
                     rows = carried.take(user_id)
-                    _count_carried(rows, counts)
+                    delta.count_carried(rows, counts)
                 for name, fields in SHARD_DATASETS.items():  # the user id is the first sort field
                     writers[name].add(sorted(rows[name], key=sort_key(fields[1:])))
                 spent = time.perf_counter() - started
@@ -570,25 +570,6 @@ class _ExtractShard(beam.DoFn):
             count(f"lineage.{row['relation']}")
 
 
-def _count_carried(rows: dict[str, list[dict]], counts: dict) -> None:
-    """A carried user's counts, read off their rows, so the summary covers every user in the output."""
-    def count(name: str, n: int = 1) -> None:
-        counts[name] = counts.get(name, 0) + n
-
-    journeys, transient = rows["journeys"], rows["transient"]
-    for user in rows["users"]:  # none for a user whose events were all rejected last time
-        for name, n in ((f"users_rule.{user['persistence_rule']}", 1), (f"users_outcome.{user['outcome']}", 1),
-                        ("users", 1), ("users_with_journeys", int(bool(journeys))), ("noise_events",
-                                                                                     user["noise_events"]),
-                        ("delta.users.carried", 1), ("delta.events.carried", user["num_events"])):
-            count(name, n)
-    for name, n in (("journeys", len(journeys)), ("transient_clusters", len(transient)),
-                    ("events_in_journeys", sum(r["num_events"] for r in journeys)),
-                    ("events_in_transient", sum(r["num_events"] for r in transient)),
-                    ("delta.journeys.carried", len(journeys))):
-        count(name, n)
-
-
 class _PublishExtraction(Publish):
     """Publish, with the item representation the clustering used recorded in the summary: its blocks,
     their dimensions and weights, and the catalogue statistics (the means, the tag space) with hashes."""
@@ -638,10 +619,10 @@ class Summarise:
             "rejected_by_reason": event_rejects,
         }
         events["used"] = events["in_journeys"] + events["in_transient"] + events["noise"]
-        delta = by("delta.")
+        delta_counts = by("delta.")
         if self.config.get("delta"):  # events also came from the previous run's history, carried or not
-            events["from_history"] = delta.get("events.from_history", 0)
-            events["carried"] = delta.get("events.carried", 0)
+            events["from_history"] = delta_counts.get("events.from_history", 0)
+            events["carried"] = delta_counts.get("events.carried", 0)
         events["balanced"] = (events["read"] + events.get("from_history", 0) + events.get("carried", 0)
                               == events["used"] + events["rejected"])
         users = counts.get("users", 0)
@@ -678,23 +659,8 @@ class Summarise:
             # How the journeys relate to --previous's (all "new" without it); see journeys/lineage.py.
             "lineage": {relation: counts.get(f"lineage.{relation}", 0) for relation in RELATIONS},
             "previous_journeys": counts.get("previous_journeys", 0),
-            **({"delta": _delta_summary(delta, counts.get("journeys", 0))} if self.config.get("delta") else {}),
+            **({"delta": delta.summary(delta_counts, counts.get("journeys", 0))} if self.config.get("delta") else {}),
         }
-
-
-def _delta_summary(delta: dict[str, int], journeys: int) -> dict:
-    """A delta run's carried and recomputed parts. Wall seconds are summed over shards (workers'
-    time, not the job's), so the two parts compare with each other, not with the run's wall time."""
-    carried_journeys = delta.get("journeys.carried", 0)
-    return {
-        "users": {"carried": delta.get("users.carried", 0), "recomputed": delta.get("users.recomputed", 0),
-                  "new": delta.get("users.new", 0)},
-        "events": {"new_late": delta.get("events.late", 0),
-                   "new_repeating_history": delta.get("events.repeats_of_history", 0),
-                   "from_history": delta.get("events.from_history", 0), "carried": delta.get("events.carried", 0)},
-        "journeys": {"carried": carried_journeys, "recomputed": journeys - carried_journeys},
-        "wall_seconds": {"carry": delta.get("carry_ms", 0) / 1000, "recompute": delta.get("recompute_ms", 0) / 1000},
-    }
 
 
 def clustering_config(opts: ExtractOptions) -> dict:

@@ -157,3 +157,33 @@ def test_a_delta_run_refuses_what_it_cannot_continue(runs, days, tmp_path):
     with pytest.raises(InputError, match="history"):
         extract.run([*base, "--previous", str(damaged), "--delta"])
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def _statistics(folder: str) -> tuple:
+    summary = _summary(folder)
+    tags = [block for block in summary["representation"]["blocks"] if block["name"] == "tags"]
+    return summary["centring"]["items"], summary["centring"]["mean_sha256"], tags[0]["sha256"]
+
+
+def test_statistics_are_refreshed_as_a_fresh_run_computes_them(runs):
+    # The stated exception: the new events bring items the previous run had no event on, so the
+    # statistics move; users with new events are clustered with the new ones (as a fresh run is),
+    # carried users keep what the previous statistics gave them.
+    assert _statistics(runs["delta"]) == _statistics(runs["fresh"])
+    assert _statistics(runs["before"])[0] < _statistics(runs["delta"])[0]
+
+
+def test_statistics_over_the_catalogue_make_every_user_agree(days, embedding_cache, tmp_path):
+    common = ["--items", days["items"], "--embedding_cache", embedding_cache, "--statistics", "catalogue"]
+    extract.run(["--events", days["before"], "--out", str(tmp_path / "before"), *common])
+    extract.run(["--events", days["new"], "--out", str(tmp_path / "delta"), "--previous", str(tmp_path / "before"),
+                 "--delta", *common])
+    extract.run(["--events", days["all"], "--out", str(tmp_path / "fresh"), *common])
+    assert _statistics(str(tmp_path / "before")) == _statistics(str(tmp_path / "delta")) \
+        == _statistics(str(tmp_path / "fresh"))
+    identity = ("journey_id", "first_seen", "version")
+    for dataset, drop in (("journeys", identity), ("transient", ()), ("users", ())):
+        assert _rows(str(tmp_path / "delta"), dataset, drop) == _rows(str(tmp_path / "fresh"), dataset, drop), dataset
+    with pytest.raises(InputError, match="other statistics than this run"):
+        extract.run(["--events", days["new"], "--items", days["items"], "--out", str(tmp_path / "mixed"),
+                     "--previous", str(tmp_path / "before"), "--delta"])
