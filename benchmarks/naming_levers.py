@@ -28,14 +28,14 @@ from pathlib import Path
 
 # name -> LLMNamerConfig options that differ from float32 greedy with the model asked for every journey
 VARIANTS = {
-    "float32, greedy": {},
-    "int8, greedy": {"quantize": "int8"},
-    "int8, greedy, 3 titles": {"quantize": "int8", "max_titles": 3},
-    "int8, greedy, skip keyword grounding >= 0.6": {"quantize": "int8", "skip_grounded": 0.6},
-    "int8, greedy, skip keyword grounding >= 0.5": {"quantize": "int8", "skip_grounded": 0.5},
-    "int8, 2 candidates": {"quantize": "int8", "candidates": 2},
-    "int8, 4 candidates": {"quantize": "int8", "candidates": 4},
-    "float32, 4 candidates": {"candidates": 4},
+    "float32 greedy": {},
+    "int8 greedy": {"quantize": "int8"},
+    "int8 greedy 3 titles": {"quantize": "int8", "max_titles": 3},
+    "int8 greedy skip>=0.6": {"quantize": "int8", "skip_grounded": 0.6},
+    "int8 greedy skip>=0.5": {"quantize": "int8", "skip_grounded": 0.5},
+    "int8 2 candidates": {"quantize": "int8", "candidates": 2},
+    "int8 4 candidates": {"quantize": "int8", "candidates": 4},
+    "float32 4 candidates": {"candidates": 4},
 }
 
 
@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     parser.add_argument("--journeys", required=True, help="the sample's extracted journeys/ folder")
     parser.add_argument("--truth", required=True, help="the sample's truth.parquet")
     parser.add_argument("--limit", type=int, default=60, help="scored journeys (whole users in id order)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + "; ".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
     parser.add_argument("--torch_threads", type=int, default=2)
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--json", help="also write the figures here")

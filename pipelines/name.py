@@ -32,7 +32,7 @@ from pipelines.transforms import Publish, ReadRows, WriteShards, own_row
 # The defaults of the LLM namers in this pipeline, chosen by measurement (docs/naming.md, "Speed").
 DEFAULT_CANDIDATES = 1
 DEFAULT_QUANTIZE = "int8"
-DEFAULT_SKIP_GROUNDED = 2.0
+DEFAULT_SKIP_GROUNDED = 0.8
 
 DATASETS = {"named": schema.NAMED_JOURNEYS, "dead_letter": schema.DEAD_LETTER}
 
