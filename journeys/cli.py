@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     naming.add_argument("--out", required=True, help="output folder")
     naming.add_argument("--namer", default="fine-tuned", choices=NAMERS,
                         help="naming strategy (default: fine-tuned, with the namer adapter that ships in the package; "
-                        "keywords is about 3x faster)")
+                        "keywords is several times faster)")
     naming.add_argument("--model", default=None,
                         help="LLM namers: a packaged LLM (smollm2-135m-instruct, gemma-3-270m), a .gguf file, or a "
                         "Hugging Face causal LM folder or id (default: smollm2-135m-instruct for few-shot, the "

@@ -65,6 +65,9 @@ def build(movielens_src: str, out: str, steps: int = STEPS) -> dict:
             if name == "adapter_config.json":  # PEFT writes the local folder it loaded the base from
                 peft_config = json.loads(source.read_text(encoding="utf-8"))
                 peft_config["base_model_name_or_path"] = llms.DEFAULT_LLM
+                # PEFT keeps the target modules as a set, written in hash order: sorted, the file
+                # comes out the same on every run too.
+                peft_config["target_modules"] = sorted(peft_config["target_modules"])
                 (target / name).write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n",
                                            encoding="utf-8")
             else:
