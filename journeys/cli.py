@@ -202,11 +202,13 @@ def _eval_naming(args) -> int:
         if strategy != "keywords":
             options |= {"model": args.model, "adapter": adapters.get(strategy), "max_titles": args.max_titles,
                         "prompt_inputs": args.prompt_inputs, "candidates": args.candidates,
-                        "keyword_candidate": not args.model_answers_only}
+                        "keyword_candidate": not args.model_answers_only, "quantize": args.quantize,
+                        "skip_grounded": args.skip_grounded}
         namers[strategy] = create_namer(strategy, **options)
     report = evaluate_naming(reference_set, namers, embedder, args.bootstrap, args.whole_history)
     report["settings"] = {"max_titles": args.max_titles, "prompt_inputs": args.prompt_inputs,
                           "candidates": args.candidates, "model_answers_only": args.model_answers_only,
+                          "quantize": args.quantize, "skip_grounded": args.skip_grounded,
                           "torch_threads": args.torch_threads,
                           "movielens_groups": args.movielens_groups if args.movielens else None,
                           "whole_history": args.whole_history, "model": llms.model_identity(args.model),
@@ -365,17 +367,22 @@ def _check_namer(args) -> None:
 
     if args.namer not in NAMERS:
         raise ValueError(f"unknown namer '{args.namer}': the name step supports {', '.join(NAMERS)}")
-    if args.namer in ("prompt-tuned", "fine-tuned") and not args.adapter:
+    if args.namer == "prompt-tuned" and not args.adapter:
         raise ValueError(f"the {args.namer} namer needs --adapter: a folder made by `journeys tune`")
-    if args.adapter:
+    adapter = args.adapter
+    if args.namer == "fine-tuned" and not adapter:
+        from journeys.adapters import DEFAULT_ADAPTER
+
+        adapter = DEFAULT_ADAPTER  # the packaged one: its weights are checked here, before any work
+    if adapter:
         from journeys.naming.llm import check_adapter
 
-        check_adapter(args.namer, args.adapter)
+        check_adapter(args.namer, adapter)
     if args.namer != "keywords":
         from journeys import llms
         from journeys.naming.generation import base_of
 
-        llms.check_available(base_of(args.model, args.adapter))
+        llms.check_available(base_of(args.model, adapter))
 
 
 def _run(args, beam_args: list[str]) -> int:
@@ -518,12 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
         "keywords name, with the reason. Every option is listed below.", pipeline="name")
     naming.add_argument("--journeys", required=True, help="the journeys/ folder written by extract")
     naming.add_argument("--out", required=True, help="output folder")
-    naming.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
+    naming.add_argument("--namer", default="keywords", choices=NAMERS,
+                        help="naming strategy (default: keywords; fine-tuned without --adapter uses the namer adapter "
+                        "that ships in the package, at several times the time)")
     naming.add_argument("--model", default=None,
                         help="LLM namers: a packaged LLM (smollm2-135m-instruct, gemma-3-270m), a .gguf file, or a "
                         "Hugging Face causal LM folder or id (default: smollm2-135m-instruct for few-shot, the "
                         "adapter's own base for tuned namers)")
-    naming.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
+    naming.add_argument("--adapter", default=None,
+                        help="prompt-tuned / fine-tuned: a folder from `journeys tune` (default for fine-tuned: the "
+                        "packaged smollm2-namer)")
     naming.add_argument("--encoder", default=None,
                         help="sentence encoder for keywords, grounding and exemplars (default: the packaged "
                         "MiniLM; must be the model the journeys were extracted with)")
@@ -626,6 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev_naming.add_argument("--model_answers_only", action="store_true",
                            help="LLM namers: keep the model's answer even where the keyword name is closer to the "
                            "journey (measures the model alone)")
+    ev_naming.add_argument("--quantize", default="none", choices=["none", "int8"],
+                           help="LLM namers: int8 dynamic quantisation of the model's Linear layers (as `journeys "
+                           "name` does by default)")
+    ev_naming.add_argument("--skip_grounded", type=float, default=None,
+                           help="LLM namers: keep the keyword name, without asking the model, where it is grounded "
+                           "at least this much")
     ev_naming.add_argument("--whole_history", action="store_true",
                            help="ablation: name each user's whole history at once instead of each journey")
     ev_naming.add_argument("--limit", type=int, default=None,
@@ -697,9 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--events", required=True, help="events file, folder or glob")
     running.add_argument("--items", required=True, help="items file, folder or glob")
     running.add_argument("--out", required=True, help="output folder")
-    running.add_argument("--namer", default="keywords", help="naming strategy (default keywords)")
+    running.add_argument("--namer", default="keywords",
+                         help="naming strategy (default keywords; fine-tuned: the LLM with the packaged adapter)")
     running.add_argument("--model", default=None, help="LLM namers: model id or path (see `journeys name --help`)")
-    running.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: a folder from `journeys tune`")
+    running.add_argument("--adapter", default=None,
+                         help="prompt-tuned / fine-tuned: a folder from `journeys tune` (default for fine-tuned: the "
+                         "packaged smollm2-namer)")
     running.add_argument("--export_format", default="parquet", choices=["parquet", "jsonl"], help="export format")
     running.add_argument("--export_to", default=None, help="export folder (default OUT/export)")
     running.add_argument("--previous", default=None,

@@ -53,7 +53,7 @@ LLM_NAMERS = ("few-shot", "prompt-tuned", "fine-tuned")
 NAMER_OPTIONS = {
     "--model": LLM_NAMERS, "--adapter": ("prompt-tuned", "fine-tuned"), "--max_titles": LLM_NAMERS,
     "--min_grounding": LLM_NAMERS, "--candidates": LLM_NAMERS, "--exemplars": ("few-shot",),
-    "--model_answers_only": LLM_NAMERS,
+    "--model_answers_only": LLM_NAMERS, "--quantize": LLM_NAMERS, "--skip_grounded": LLM_NAMERS,
 }
 
 

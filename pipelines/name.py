@@ -20,6 +20,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from journeys import io, previous, schema
+from journeys.adapters import DEFAULT_ADAPTER
 from journeys.embedding import DEFAULT_MODEL, Embedder
 from journeys.inputs import check_dataset
 from journeys.lineage import CHANGED, STATUSES, CarryConfig, carry_or_rename, needs_naming
@@ -28,6 +29,11 @@ from journeys.validation import DeadLetter
 from pipelines.options import CommonOptions, run_and_summarise, torch_threads
 from pipelines.transforms import Publish, ReadRows, WriteShards, own_row
 
+# The defaults of the LLM namers in this pipeline, chosen by measurement (docs/naming.md, "Speed").
+DEFAULT_CANDIDATES = 1
+DEFAULT_QUANTIZE = "int8"
+DEFAULT_SKIP_GROUNDED = 0.8
+
 DATASETS = {"named": schema.NAMED_JOURNEYS, "dead_letter": schema.DEAD_LETTER}
 
 
@@ -35,21 +41,29 @@ class NameOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("journey naming")
-        group.add_argument("--namer", default="keywords", choices=NAMERS, help="naming strategy")
+        group.add_argument("--namer", default="keywords", choices=NAMERS,
+                           help="naming strategy (fine-tuned without --adapter: the packaged adapter)")
         group.add_argument("--model", default=None,
                            help="LLM namers: packaged LLM name, .gguf file, folder or hub id "
                            "(default: smollm2-135m-instruct, or the adapter's base)")
-        group.add_argument("--adapter", default=None, help="prompt-tuned / fine-tuned: folder from `journeys tune`")
+        group.add_argument("--adapter", default=None,
+                           help="prompt-tuned / fine-tuned: folder from `journeys tune`, or a packaged adapter "
+                           "(default for fine-tuned: smollm2-namer)")
         group.add_argument("--encoder", default=DEFAULT_MODEL,
                            help="sentence encoder for keywords, grounding and exemplars: the extraction's model")
         group.add_argument("--max_titles", type=int, default=10, help="LLM namers: titles per prompt")
         group.add_argument("--exemplars", type=int, default=3, help="few-shot: exemplars per prompt")
-        group.add_argument("--candidates", type=int, default=1,
+        group.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                            help="LLM namers: answers per journey from a beam search that wide; the valid one "
                            "closest to the journey is kept (1: greedy)")
         group.add_argument("--model_answers_only", action="store_true",
                            help="LLM namers: keep the model's answer even where the keyword name is closer to "
                            "the journey (the keyword name is then only the fallback)")
+        group.add_argument("--quantize", default=DEFAULT_QUANTIZE, choices=["none", "int8"],
+                           help="LLM namers: int8 dynamic quantisation of the model's Linear layers (CPU)")
+        group.add_argument("--skip_grounded", type=float, default=DEFAULT_SKIP_GROUNDED,
+                           help="LLM namers: a journey whose keyword name is grounded at least this much keeps it "
+                           "without asking the model (above 1: ask the model for every journey)")
         group.add_argument("--min_grounding", type=float, default=0.2,
                            help="LLM namers: an answer less similar to the journey's centroid falls back to keywords")
         group.add_argument("--batch_size", type=int, default=32, help="users per inference batch")
@@ -94,7 +108,8 @@ def namer_options(opts: NameOptions) -> dict:
     if opts.namer != "keywords":
         options |= {"model": opts.model, "adapter": opts.adapter, "max_titles": opts.max_titles,
                     "exemplars": opts.exemplars, "min_grounding": opts.min_grounding, "candidates": opts.candidates,
-                    "keyword_candidate": not opts.model_answers_only}
+                    "keyword_candidate": not opts.model_answers_only, "quantize": opts.quantize,
+                    "skip_grounded": opts.skip_grounded if opts.skip_grounded <= 1 else None}
     return options
 
 
@@ -287,19 +302,22 @@ def run(argv: list[str] | None = None, save_main_session: bool = True, inputs_wr
     CarryConfig(opts.max_new_share, opts.min_carry_grounding)
     if common.previous:
         previous.previous_named(common.previous)  # refused now if it cannot be built on
-    if opts.namer in ("prompt-tuned", "fine-tuned") and not opts.adapter:
+    if opts.namer == "prompt-tuned" and not opts.adapter:
         raise ValueError(f"the {opts.namer} namer needs --adapter: a folder made by `journeys tune`")
-    if opts.adapter:
+    adapter = opts.adapter
+    if opts.namer == "fine-tuned" and not adapter:
+        adapter = DEFAULT_ADAPTER  # the packaged one; a damaged or missing file is refused here
+    if adapter:
         from journeys.naming.llm import check_adapter
 
-        check_adapter(opts.namer, opts.adapter)
+        check_adapter(opts.namer, adapter)
     if opts.namer != "keywords":
         from journeys import llms
         from journeys.naming.generation import base_of
 
         # A missing package fails here, before any work; a packaged or GGUF model is converted here,
         # once, rather than by several workers at the same time.
-        llms.resolve_model(base_of(opts.model, opts.adapter))
+        llms.resolve_model(base_of(opts.model, adapter))
     return run_and_summarise(options, build, save_main_session,
                              inputs=[("--journeys", common.journeys), ("--adapter", opts.adapter),
                                      ("--previous", common.previous)])

@@ -51,7 +51,7 @@ def journeys_run(small_sample, embedding_cache, tmp_path_factory) -> dict:
     printed = text_io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
-                         "--out", str(out), "--embedding_cache", embedding_cache])
+                         "--out", str(out), "--embedding_cache", embedding_cache, "--namer", "keywords"])
     assert code == 0
     return {"out": str(out), "named": str(out / "named" / "named"), "printed": json.loads(printed.getvalue())}
 

@@ -53,8 +53,10 @@ def test_llm_namer_settings_reach_the_namer_from_the_pipeline_options():
     from pipelines.name import NameOptions, namer_options
 
     opts = NameOptions(["--namer", "few-shot", "--max_titles", "5", "--exemplars", "2", "--min_grounding", "0.4",
-                        "--candidates", "3", "--model_answers_only"])
+                        "--candidates", "3", "--model_answers_only", "--quantize", "none", "--skip_grounded", "0.7"])
     assert namer_options(opts) | {"encoder": None} == {
         "encoder": None, "model": None, "adapter": None, "max_titles": 5, "exemplars": 2, "min_grounding": 0.4,
-        "candidates": 3, "keyword_candidate": False}
+        "candidates": 3, "keyword_candidate": False, "quantize": "none", "skip_grounded": 0.7}
+    # above 1 no keyword name is grounded enough: the model is asked for every journey
+    assert namer_options(NameOptions(["--namer", "few-shot", "--skip_grounded", "1.5"]))["skip_grounded"] is None
     assert namer_options(NameOptions(["--namer", "few-shot"]))["keyword_candidate"]

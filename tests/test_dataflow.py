@@ -52,7 +52,7 @@ def test_a_delta_extraction_translates(journeys_run, small_sample, tmp_path):
 
 
 def test_name_translates(journeys_dir, tmp_path):
-    described = name.run(["--journeys", journeys_dir, "--out", str(tmp_path / "out"), *DRY])
+    described = name.run(["--journeys", journeys_dir, "--out", str(tmp_path / "out"), "--namer", "keywords", *DRY])
     _translated(described, tmp_path / "out", {"ReadJourneys", "GroupByUser", "CarryOver", "Name", "Publish"})
 
 
@@ -68,7 +68,7 @@ def test_encode_translates(journeys_dir, tmp_path):
 
 def test_run_translates_each_step_and_ends_with_one_line(small_sample, tmp_path, capsys):
     code = cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
-                     "--out", str(tmp_path / "out"), *DRY])
+                     "--out", str(tmp_path / "out"), "--namer", "keywords", *DRY])
     assert code == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith("journeys run: dry run: translated for the DataflowRunner, each step as its own job: ")
@@ -101,7 +101,8 @@ def test_translation_options_are_refused_where_they_would_run_the_pipeline(small
 
 def test_run_refuses_one_template_for_three_pipelines(small_sample, tmp_path, capsys):
     assert cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
-                     "--out", str(tmp_path / "out"), *DATAFLOW, "--template_location", "gs://b/t"]) == 2
+                     "--out", str(tmp_path / "out"), "--namer", "keywords", *DATAFLOW,
+                     "--template_location", "gs://b/t"]) == 2
     assert "stage each step's template with its own command" in capsys.readouterr().err
 
 
@@ -148,7 +149,8 @@ def test_a_remote_job_is_waited_for_and_its_summary_read_where_it_wrote_it(journ
 
 def test_a_failed_remote_job_stops_the_run_with_one_line(small_sample, tmp_path, capsys):
     code = cli.main(["run", "--events", small_sample["events"], "--items", small_sample["items"],
-                     "--out", str(tmp_path / "out"), "--runner", "deferred_runner.FailingRunner"])
+                     "--out", str(tmp_path / "out"), "--namer", "keywords",
+                     "--runner", "deferred_runner.FailingRunner"])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("journeys run: error: the deferred_runner.FailingRunner job ended in state FAILED: nothing "

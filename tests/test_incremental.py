@@ -20,7 +20,7 @@ from pipelines import export, extract, name
 def _run(*argv: str) -> dict:
     printed = text_io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert cli.main(["run", *argv]) == 0
+        assert cli.main(["run", *argv, "--namer", "keywords"]) == 0  # the fast namer: naming is not tested here
     return json.loads(printed.getvalue())
 
 
@@ -222,7 +222,7 @@ def test_name_and_export_refuse_a_bad_previous_and_run_refuses_before_extracting
     (partial / "summary.json").unlink()
     with pytest.raises(InputError, match="partial"):
         name.run(["--journeys", str(second / "extract" / "journeys"), "--out", str(tmp_path / "n"),
-                  "--previous", str(partial)], save_main_session=False)
+                  "--previous", str(partial), "--namer", "keywords"], save_main_session=False)
     with pytest.raises(InputError, match="--previous needs --lineage"):
         export.run(["--named", str(second / "named" / "named"), "--out", str(tmp_path / "e"),
                     "--previous", str(runs["base"] / "first")], save_main_session=False)
@@ -232,7 +232,7 @@ def test_name_and_export_refuse_a_bad_previous_and_run_refuses_before_extracting
     shutil.copytree(runs["base"] / "first", run_copy)
     (run_copy / "export" / "_manifest.json").unlink()
     code = cli.main(["run", "--events", split["all"], "--out", str(tmp_path / "r"), "--previous", str(run_copy),
-                     *runs["common"]])
+                     *runs["common"], "--namer", "keywords"])
     assert code == 2 and "_manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -245,7 +245,7 @@ def test_a_journey_whose_carried_name_cannot_be_grounded_is_dead_lettered_not_lo
     broken["centroid"] = [0.5, 0.5]  # the wrong width for the encoder
     write_step_output(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), tmp_path / "in")
     summary = name.run(["--journeys", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--batch_size", "1",
-                        "--previous", str(runs["base"] / "first")], save_main_session=False)
+                        "--previous", str(runs["base"] / "first"), "--namer", "keywords"], save_main_session=False)
     assert summary["balanced"] and summary["failed"] >= 1 and summary["named"] == len(rows) - summary["failed"]
     dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()
     assert broken["journey_id"] in {json.loads(d["row"])["journey_id"] for d in dead}

@@ -123,10 +123,16 @@ READERS = {
 }
 
 
+def with_keyword_namer(argv: list) -> list:
+    """These cases are about inputs and outputs, not naming: name and run use the fast keyword namer
+    unless a case picks a namer itself."""
+    return [*argv, "--namer", "keywords"] if argv and argv[0] in ("name", "run") and "--namer" not in argv else argv
+
+
 def run_cli(argv: list) -> tuple[int, str, str]:
     out, err = text_io.StringIO(), text_io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
+        code = cli.main([str(a) for a in with_keyword_namer(argv)])
     return code, out.getvalue(), err.getvalue()
 
 

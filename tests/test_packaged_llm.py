@@ -40,7 +40,8 @@ def test_a_packaged_llm_names_hostile_journeys_through_the_pipeline(journeys_dir
     write_step_output(pa.Table.from_pylist(_hostile(rows), schema=schema.JOURNEYS), folder)
     out = tmp_path / "named"
     assert cli.main(["name", "--journeys", str(folder), "--out", str(out), "--namer", "few-shot",
-                     "--model", MODEL]) == 0
+                     "--model", MODEL, "--skip_grounded", "2", "--quantize", "none"]) == 0
+    # (the model answers every journey, in float32: untrained few-shot answers are fewer after int8)
     summary = capsys.readouterr().out
     named = io.read_table(str(out / "named")).to_pylist()
     assert '"failed": 0' in summary and sorted(r["journey_id"] for r in named) == sorted(r["journey_id"] for r in rows)

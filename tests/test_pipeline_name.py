@@ -8,7 +8,8 @@ from pipelines import name
 
 
 def test_every_journey_is_named_once_with_distinct_names_per_user(journeys_dir, tmp_path):
-    summary = name.run(["--journeys", journeys_dir, "--out", str(tmp_path)], save_main_session=False)
+    summary = name.run(["--journeys", journeys_dir, "--out", str(tmp_path), "--namer", "keywords"],
+                       save_main_session=False)
     journeys = io.read_table(journeys_dir)
     named = io.read_table(str(tmp_path / "named"))
     assert summary["balanced"] and summary["named"] == journeys.num_rows and summary["failed"] == 0
@@ -27,7 +28,8 @@ def test_a_journey_that_cannot_be_named_is_dead_lettered_not_lost(journeys_dir, 
     rows = table.to_pylist()
     rows[0]["centroid"] = [0.5, 0.5]  # the wrong width for the model: naming this user must fail
     write_step_output(pa.Table.from_pylist(rows, schema=schema.JOURNEYS), tmp_path / "in", "part.parquet")
-    summary = name.run(["--journeys", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--batch_size", "1"],
+    summary = name.run(["--journeys", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--batch_size", "1",
+                        "--namer", "keywords"],
                        save_main_session=False)
     assert summary["balanced"] and summary["failed"] >= 1 and summary["named"] == len(rows) - summary["failed"]
     dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()

@@ -11,14 +11,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journeys import llms
+from journeys import adapters, llms
 
 ADAPTER_METADATA = "journeys_adapter.json"
 MAX_INPUT_TOKENS = 512
 
 
 def read_adapter_metadata(adapter: str) -> dict:
-    path = Path(adapter) / ADAPTER_METADATA
+    """The metadata of a folder from ``journeys tune`` or of a packaged adapter (checked first)."""
+    path = Path(adapters.resolve_adapter(adapter)) / ADAPTER_METADATA
     if not path.is_file():
         raise ValueError(f"{adapter} is not a tuned namer: {ADAPTER_METADATA} is missing "
                          "(make one with `journeys tune prompt` or `journeys tune finetune`)")
@@ -105,11 +106,11 @@ def base_of(model: str | None, adapter: str | None) -> str | None:
     if model is not None or not adapter:
         return model
     metadata = read_adapter_metadata(adapter)
-    return adapter if metadata.get("method") == "full" else metadata.get("base_model")
+    return adapters.resolve_adapter(adapter) if metadata.get("method") == "full" else metadata.get("base_model")
 
 
 def load_generator(model: str | None = None, adapter: str | None = None,
-                   torch_threads: int | None = None) -> Generator:
+                   torch_threads: int | None = None, quantize: bool = False) -> Generator:
     """The base model alone (few-shot), or with a tuned adapter folder made by ``journeys tune``.
 
     An adapter remembers its base model; ``model`` overrides it (e.g. the same base at another path).
@@ -117,18 +118,39 @@ def load_generator(model: str | None = None, adapter: str | None = None,
     import torch
 
     metadata = read_adapter_metadata(adapter) if adapter else {}
+    folder = adapters.resolve_adapter(adapter) if adapter else None  # a packaged name: its checked folder
     base = model if model is not None else metadata.get("base_model")  # what names record as their model
     if metadata.get("method") == "full":
         # A fully fine-tuned model is a whole model: load it from the adapter folder itself.
-        loaded, tokenizer = load_base(adapter, torch_threads)
+        loaded, tokenizer = load_base(folder, torch_threads)
     else:
         loaded, tokenizer = load_base(base, torch_threads)
         if adapter:
             from peft import PeftModel
 
-            loaded = PeftModel.from_pretrained(loaded, adapter)
+            loaded = PeftModel.from_pretrained(loaded, folder)
     loaded.eval()
+    if quantize:
+        loaded = quantize_int8(loaded)
     torch.manual_seed(0)
     virtual = int(metadata.get("virtual_tokens", 0)) if metadata.get("method") == "prompt" else 0
-    return Generator(loaded, tokenizer, llms.model_identity(base),
-                     str(adapter).rstrip("/") if adapter else None, metadata, virtual)
+    return Generator(loaded, tokenizer, llms.model_identity(base), adapters.adapter_identity(adapter), metadata,
+                     virtual)
+
+
+def quantize_int8(model):
+    """int8 dynamic quantisation of every Linear layer (weights stored in int8, activations quantised
+    per batch), for CPU inference. A LoRA adapter is merged into the weights first, so its update is
+    quantised with them rather than run as extra float matrix products. Deterministic for the same
+    prompts in the same batches; an activation's scale is taken over its whole batch, so a prompt's
+    answer can, rarely, depend on the prompts it is batched with."""
+    import warnings
+
+    import torch
+    from peft import PeftModel, PeftType
+
+    if isinstance(model, PeftModel) and model.active_peft_config.peft_type == PeftType.LORA:
+        model = model.merge_and_unload()
+    with warnings.catch_warnings():  # torch announces a successor API; this one is in the pinned torch
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

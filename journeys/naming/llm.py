@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from journeys.adapters import DEFAULT_ADAPTER
 from journeys.embedding import DEFAULT_MODEL, Embedder
 from journeys.naming.base import KEYWORD_CHOSEN, Namer, NameResult
 from journeys.naming.generation import Generator, load_generator, read_adapter_metadata
@@ -49,6 +50,11 @@ class LLMNamerConfig:
     candidates: int = field(default=1, metadata={
         "help": "answers generated per journey (a beam search that wide); the valid one closest to the "
                 "journey is kept. 1: greedy"})
+    quantize: str = field(default="none", metadata={
+        "help": "int8: dynamic int8 quantisation of the model's Linear layers (CPU); none: float32"})
+    skip_grounded: float | None = field(default=None, metadata={
+        "help": "journeys whose keyword name is grounded at least this much keep it without asking the model "
+                "(None: the model names every journey)"})
     keyword_candidate: bool = field(default=True, metadata={
         "help": "the keyword namer's name competes with the model's valid answers and is kept when it is "
                 "closer to the journey (recorded as a fallback with that reason); False: only the model's "
@@ -57,8 +63,12 @@ class LLMNamerConfig:
     def __post_init__(self):
         if self.strategy not in ("few-shot", *METHODS):
             raise ValueError(f"unknown LLM strategy '{self.strategy}'")
+        if self.strategy == "fine-tuned" and not self.adapter:  # the adapter that ships in the package
+            object.__setattr__(self, "adapter", DEFAULT_ADAPTER)
         if self.strategy in METHODS and not self.adapter:
             raise ValueError(f"the {self.strategy} namer needs --adapter: a folder made by `journeys tune`")
+        if self.quantize not in ("none", "int8"):
+            raise ValueError(f"quantize must be none or int8, not '{self.quantize}'")
         if self.prompt_inputs not in ("titles", "terms", "both"):
             raise ValueError("prompt_inputs must be titles, terms or both")
         if min(self.max_titles, self.max_new_tokens, self.batch_size, self.candidates) < 1 or self.exemplars < 0:
@@ -83,16 +93,19 @@ class LLMNamer(Namer):
         self.fallback = KeywordNamer(KeywordNamerConfig(model=config.encoder), self.embedder)
         if config.adapter:
             check_adapter(config.strategy, config.adapter)
-        self.generator = generator or load_generator(config.model, config.adapter, torch_threads)
+        self.generator = generator or load_generator(config.model, config.adapter, torch_threads,
+                                                        quantize=config.quantize == "int8")
         if config.strategy == "few-shot":
             self.template = template_from_id(FEW_SHOT)
             self.bank = ExemplarBank(load_exemplars(config.exemplar_bank), self.embedder.encode)
         else:
             self.template = template_from_id(self.generator.metadata["template"])
             self.bank = None
-            # A tuned namer is asked in the shape it was trained on: the same number of titles and terms.
+            # A tuned namer is asked in the shape it was trained on: the same number of titles and terms
+            # (fewer titles if asked for, a speed lever: shorter prompts).
             trained = self.generator.metadata.get("config", {})
-            self.config = replace(config, max_titles=trained.get("max_titles", config.max_titles),
+            self.config = replace(self.config, max_titles=min(trained.get("max_titles", config.max_titles),
+                                                              config.max_titles),
                                   max_keywords=trained.get("max_keywords", config.max_keywords))
 
     def prompt(self, journey: dict) -> str:
@@ -138,12 +151,25 @@ class LLMNamer(Namer):
     def name(self, journeys: list[dict]) -> list[NameResult]:
         if not journeys:
             return []
-        keyword_names = [r.name for r in self.fallback.name(journeys)]
-        generated = self.generator.generate_candidates([self.prompt(j) for j in journeys], self.config.batch_size,
-                                                       self.config.max_new_tokens, self.config.candidates)
+        keyword_results = self.fallback.name(journeys)
+        keyword_names = [r.name for r in keyword_results]
+        # A keyword name already this close to the journey is kept without asking the model: the time
+        # goes to the journeys where a model answer can still win.
+        threshold = self.config.skip_grounded
+        asked = [i for i, r in enumerate(keyword_results) if threshold is None or r.grounding < threshold]
+        answered = self.generator.generate_candidates([self.prompt(journeys[i]) for i in asked],
+                                                      self.config.batch_size, self.config.max_new_tokens,
+                                                      self.config.candidates)
+        generated = [[] for _ in journeys]
+        for index, options in zip(asked, answered):
+            generated[index] = options
         checked = [self._valid_answers(journey, options) for journey, options in zip(journeys, generated)]
         answers = [names for names, _ in checked]  # the model's valid answers per journey
         reasons = [None if names else reason for names, (_, reason) in zip(answers, checked)]
+        skipped = set(range(len(journeys))) - set(asked)
+        for index in skipped:
+            reasons[index] = (f"{KEYWORD_CHOSEN} (grounded {keyword_results[index].grounding:.2f} >= "
+                              f"{threshold}: the model was not asked)")
         candidates = answers
         if self.config.keyword_candidate:
             # The keyword name is one more candidate, after the model's (a tie keeps the model's): a
