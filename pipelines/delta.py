@@ -5,13 +5,15 @@ older event file again: ``history/`` (each user's events, packed) and ``catalogu
 text vector). A delta run (``journeys extract --previous RUN --delta --events NEW``):
 
 - clusters again only the users with new events, from their whole history (the previous run's
-  history plus the new events), exactly as a fresh run over all events would;
+  history plus the new events), as a fresh run over all events would (the same result, given the
+  same item vectors and statistics);
 - copies every other user's rows of journeys/, transient/, users/, lineage/ and history/ from the
   previous run as they were (``PreviousShard``): the same values, so their lineage rows keep the
   previous run's ``run_time``;
 - embeds only items that are new or whose title or context changed (``CarriedVectors``);
-- computes the catalogue statistics afresh over every item with events, old and new, as a fresh run
-  over all events would.
+- computes the catalogue statistics afresh over every item with events, old and new (or every
+  catalogue item, with ``--statistics catalogue``), as a fresh run over all events would. Carried
+  users keep what the statistics of their last extraction gave them: docs/incremental.md.
 
 The previous run's files are read shard by shard: user ``u``'s rows are in ``part-<shard(u)>`` of
 each dataset, so the delta run must keep the previous run's ``--num_shards``.
@@ -86,7 +88,7 @@ def _carried_vector(element):
             yield beam.pvalue.TaggedOutput("miss", item)
 
 
-class PreviousItemIds(beam.PTransform):
+class PreviousVectors(beam.PTransform):
     """The previous run's catalogue/ -> (item_id, (content_key, vector)) for each item it embedded."""
 
     def __init__(self, folder: str):

@@ -727,7 +727,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     # sparse activity would otherwise pay for vectors nobody uses.
     used_ids = events.ok | "UsedIds" >> beam.Map(lambda e: (e.item_id, None))
     if delta_from:  # the items of the histories count as used: the catalogue is theirs and the new events'
-        carried_vectors = pipeline | "PreviousCatalogue" >> delta.PreviousItemIds(delta_from)
+        carried_vectors = pipeline | "PreviousCatalogue" >> delta.PreviousVectors(delta_from)
         carried_ids = carried_vectors | "CarriedIds" >> beam.Map(lambda kv: (kv[0], None))
         used_ids = (used_ids, carried_ids) | "AllUsedIds" >> beam.Flatten()
     used_items = (
