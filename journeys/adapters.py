@@ -11,9 +11,10 @@ Any other ``--adapter`` value is a folder written by ``journeys tune`` and passe
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from journeys.llms import file_sha256
 
 ADAPTERS_DIR = Path(__file__).parent / "packaged_adapters"
 WEIGHTS = "adapter_model.safetensors"
@@ -56,14 +57,6 @@ def is_packaged(name_or_path: str | None) -> bool:
     return name_or_path is not None and str(name_or_path) in REGISTRY
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_packaged(entry: PackagedAdapter) -> Path:
     """The adapter's folder, once its files are there and its weights match the registered hash."""
     missing = [name for name in (WEIGHTS, "adapter_config.json", "journeys_adapter.json")
@@ -72,7 +65,7 @@ def check_packaged(entry: PackagedAdapter) -> Path:
         raise AdapterUnavailable(f"the packaged namer adapter '{entry.name}' is incomplete ({', '.join(missing)} "
                                  f"missing from {entry.folder}); {REINSTALL}, or rebuild it with: {entry.recipe}; "
                                  "or name with --namer keywords")
-    if _sha256(entry.folder / WEIGHTS) != entry.sha256:
+    if file_sha256(entry.folder / WEIGHTS) != entry.sha256:
         raise AdapterUnavailable(f"the packaged namer adapter '{entry.name}' is damaged: the SHA-256 of "
                                  f"{entry.folder / WEIGHTS} is not {entry.sha256}; {REINSTALL}, or rebuild it "
                                  f"with: {entry.recipe}; or name with --namer keywords")

@@ -144,7 +144,7 @@ def _packaged(entry: PackagedModel) -> Path:
 def _from_gguf_file(path: Path) -> Path:
     if not path.is_file():
         raise ModelUnavailable(f"{path}: no such GGUF file")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     target = cache_dir() / "llm" / f"gguf-{digest[:16]}"
     if _complete(target, digest):
         return target
@@ -152,7 +152,8 @@ def _from_gguf_file(path: Path) -> Path:
     return _build(target, digest, str(path), lambda _: path)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks (models and adapters are large)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -165,7 +166,7 @@ def _check_gguf(path: Path, sha256: str, fix: str) -> None:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
         raise ModelUnavailable(f"{path} is not a GGUF file (it starts with {magic!r}); {fix}")
-    if _sha256(path) != sha256:
+    if file_sha256(path) != sha256:
         raise ModelUnavailable(f"{path} is damaged: its SHA-256 is not {sha256}; {fix}")
 
 

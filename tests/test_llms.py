@@ -21,7 +21,7 @@ def fake_packaged(tmp_path, monkeypatch, tiny_models):
     (the real converter is exercised by the packaged-model test); counts conversions."""
     gguf = tmp_path / "fake.gguf"
     gguf.write_bytes(llms.GGUF_MAGIC + b"\x00" * 64)
-    entry = llms.PackagedModel("tiny-test", "json", "pip install tiny-test", llms._sha256(gguf), "test",
+    entry = llms.PackagedModel("tiny-test", "json", "pip install tiny-test", llms.file_sha256(gguf), "test",
                                lambda _: gguf)
     monkeypatch.setitem(llms.REGISTRY, "tiny-test", entry)
     calls = []
