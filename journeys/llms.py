@@ -122,6 +122,15 @@ def load_causal_lm(name_or_path: str | None = None, torch_threads: int | None = 
     return model, tokenizer
 
 
+def cache_keyword(model) -> str:
+    """The name a causal LM's forward and generate take a key/value cache by: ``cache`` in
+    transformers 5.2x, where ``past_key_values`` is deprecated; ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def _packaged(entry: PackagedModel) -> Path:
     check_available(entry.name)
     target = cache_dir() / "llm" / f"{entry.name}-{entry.sha256[:16]}"

@@ -153,6 +153,18 @@ def test_beam_candidates_come_per_prompt_best_first_and_batching_does_not_change
     assert generator.generate_candidates(prompts, 3, 4)[0] == generator.generate(prompts[:1], 1, 4)
 
 
+@pytest.mark.parametrize("kind", ["llama", "gemma", "causal"])
+def test_beams_that_share_the_prompt_pass_answer_as_a_plain_beam_search(journeys, tiny_models, kind):
+    """The speed lever must not change the answers: the prompt run once and its cache copied to
+    every beam gives the candidates of generate()'s own beam search over a copy per beam."""
+    generator = load_generator(tiny_models[kind])
+    prompts = [f"Items: {' | '.join(j['representative_titles'][:n])}\nName:" for n, j in zip((1, 4, 2), journeys[:3])]
+    shared = generator.generate_candidates(prompts, batch_size=3, max_new_tokens=5, candidates=4)
+    generator._shared_prompt_cache = lambda batch, candidates: None  # generate() alone, every beam its own prompt
+    plain = generator.generate_candidates(prompts, batch_size=3, max_new_tokens=5, candidates=4)
+    assert shared == plain and [len(answers) for answers in shared] == [4, 4, 4]
+
+
 def test_of_several_valid_answers_the_one_closest_to_the_journey_is_kept(journeys, embedder, tiny_models):
     journey = journeys[0]
     # No grounding floor and no keyword name competing: which answer is kept is the choice under test.

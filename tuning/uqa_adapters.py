@@ -27,12 +27,12 @@ shared.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from journeys.llms import cache_keyword
 from tuning.uqa_llm import masked_mean, positions, right_pad
 
 MODES = ("soft", "words", "perceiver", "xattn")
@@ -168,13 +168,6 @@ class CrossAttentionAdapter(nn.Module):
         self._context = None if states is None else (self.project(states), mask.bool())
 
 
-def _cache_argument(llm: nn.Module) -> str:
-    """The name a model's forward takes a key/value cache by, and its output returns it under:
-    ``cache`` in transformers 5.2x, where ``past_key_values`` is deprecated; ``past_key_values`` before."""
-    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
 def build_adapter(config: AdapterConfig, width: int, hidden: int, llm_layers: int, llm: nn.Module | None = None,
                   tokenizer=None) -> nn.Module:
     """The adapter of ``config``; the ``words`` mode also needs the LLM and its tokenizer (its vocabulary)."""
@@ -264,7 +257,7 @@ class UserLLM(nn.Module):
             embeds, mask, _ = self._inputs(ids, mask, states, state_mask)
             prompt = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask),
                               use_cache=True, logits_to_keep=1)
-            cache_name = _cache_argument(self.llm)
+            cache_name = cache_keyword(self.llm)
             cache = prompt[cache_name]
             cache.batch_repeat_interleave(per_prompt)
             if isinstance(self.adapter, CrossAttentionAdapter):  # the blocks read the user in every row

@@ -1,5 +1,5 @@
 """Loading a causal LM (with or without a tuned adapter) and batched generation: greedy, or a
-few candidates from a beam search.
+few candidates from a beam search whose beams share one pass over the prompt.
 
 Prompts are left-padded so that every prompt in a batch ends where generation starts, and truncated
 from the left, so an over-long prompt loses its instruction and exemplars before it loses the question.
@@ -57,8 +57,10 @@ class Generator:
             batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                                    truncation=True, max_length=MAX_INPUT_TOKENS)
             with torch.inference_mode():
+                cache = self._shared_prompt_cache(batch, candidates)
                 output = self.model.generate(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    **({} if cache is None else {llms.cache_keyword(self.model): cache}),
                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=candidates,
                     num_return_sequences=candidates, eos_token_id=stop, pad_token_id=self.tokenizer.pad_token_id)
             output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
@@ -68,6 +70,29 @@ class Generator:
             for position, index in enumerate(chunk):  # a prompt's answers are consecutive rows
                 texts[index] = decoded[position * candidates:(position + 1) * candidates]
         return [texts[i] for i in range(len(prompts))]
+
+    def _shared_prompt_cache(self, batch, candidates: int):
+        """For a beam search, the prompts' key/value cache computed once and copied to every beam.
+
+        ``generate`` copies each prompt ``candidates`` times before its first forward pass, so the
+        prompt (most of the work: answers are a few tokens) would be run once per beam. Here the
+        prompt, all but its last token, runs once; the cache is repeated per beam, and ``generate``
+        runs only the last token. In float32 the answers are those of the plain beam search; with
+        int8 activations, whose scale is taken per forward pass, they can differ in the last bits.
+        None (``generate`` does it all) for greedy, prompt tuning (its virtual tokens are added
+        inside the model) and one-token prompts."""
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        if candidates == 1 or self.virtual_tokens or input_ids.shape[1] < 2:
+            return None
+        from transformers import DynamicCache
+
+        # The positions generate() would give: left padding does not count.
+        positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+        cache = DynamicCache()
+        self.model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
+                   position_ids=positions[:, :-1], use_cache=True, **{llms.cache_keyword(self.model): cache})
+        cache.batch_repeat_interleave(candidates)  # generate() orders the beams the same way
+        return cache
 
     def stop_token_ids(self) -> list[int]:
         """End of sequence, and the tokens that are a line break: a name is one line."""
