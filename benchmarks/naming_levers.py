@@ -6,6 +6,8 @@ the fine-tuned namer with the packaged adapter names the same journeys, and the 
 them too. Per variant: names/s (wall and CPU time of the naming call, the model loaded beforehand),
 the share of journeys the model was asked about, and the semantic metric (MiniLM cosine to the
 reference) and exact match, with the paired difference against keywords and its 95% interval.
+A variant marked "prompt per beam" is the baseline of the shared prompt pass: its beam search runs
+the prompt once per candidate, as `generate` does on its own.
 
     python benchmarks/naming_levers.py --journeys out/extract/journeys --truth sample/truth.parquet \\
         --limit 60 --json levers.json
@@ -26,6 +28,9 @@ import json
 import time
 from pathlib import Path
 
+# Not a namer option: the beams run the prompt once each, as generate() alone does, instead of sharing
+# one pass over it (the baseline of that lever; patched onto the generator, since nothing else wants it).
+PROMPT_PER_BEAM = "prompt_per_beam"
 # name -> LLMNamerConfig options that differ from float32 greedy with the model asked for every journey
 VARIANTS = {
     "float32 greedy": {},
@@ -35,7 +40,11 @@ VARIANTS = {
     "int8 greedy skip>=0.5": {"quantize": "int8", "skip_grounded": 0.5},
     "int8 2 candidates": {"quantize": "int8", "candidates": 2},
     "int8 4 candidates": {"quantize": "int8", "candidates": 4},
+    "int8 4 candidates (prompt per beam)": {"quantize": "int8", "candidates": 4, PROMPT_PER_BEAM: True},
+    "int8 8 candidates": {"quantize": "int8", "candidates": 8},
+    "int8 8 candidates (prompt per beam)": {"quantize": "int8", "candidates": 8, PROMPT_PER_BEAM: True},
     "float32 4 candidates": {"candidates": 4},
+    "float32 4 candidates (prompt per beam)": {"candidates": 4, PROMPT_PER_BEAM: True},
 }
 
 
@@ -77,7 +86,11 @@ def main(argv=None) -> None:
                                         "exact_match": bootstrap(keyword_scores["exact_match"], args.bootstrap)}}}
     print(json.dumps({"keywords": report["variants"]["keywords"]}), flush=True)
     for variant in args.variants.split(","):
-        namer = create_namer("fine-tuned", embedder=embedder, torch_threads=args.torch_threads, **VARIANTS[variant])
+        options = dict(VARIANTS[variant])
+        prompt_per_beam = options.pop(PROMPT_PER_BEAM, False)
+        namer = create_namer("fine-tuned", embedder=embedder, torch_threads=args.torch_threads, **options)
+        if prompt_per_beam:
+            namer.generator._shared_prompt_cache = lambda batch, candidates: None
         namer.name(journeys[:2])  # warm up: first calls allocate
         namer.generator.prompt_tokens = namer.generator.generated_tokens = 0
         started, cpu = time.perf_counter(), time.process_time()
