@@ -36,6 +36,8 @@ def parse_args(argv):
     parser.add_argument("--groups", required=True, help="groups.parquet from `journeys convert hetrec-movielens`")
     parser.add_argument("--events", required=True, help="the events the journeys were extracted from")
     parser.add_argument("--namers", default="keywords,fine-tuned", help="two namers, the baseline first")
+    parser.add_argument("--adapter", default=None, help="tuned LLM namer: a folder from `journeys tune` "
+                        "(default: the packaged adapter)")
     parser.add_argument("--candidates", type=int, default=None, help="LLM namer (default: the pipeline's)")
     parser.add_argument("--quantize", default=None, choices=["none", "int8"], help="(default: the pipeline's)")
     parser.add_argument("--skip_grounded", type=float, default=None, help="(default: the pipeline's)")
@@ -92,6 +94,8 @@ def main(argv=None) -> None:
         "skip_grounded": args.skip_grounded if args.skip_grounded is not None else (
             name_pipeline.DEFAULT_SKIP_GROUNDED if name_pipeline.DEFAULT_SKIP_GROUNDED <= 1 else None),
     }
+    if args.adapter:
+        llm_options["adapter"] = args.adapter
     tags = [tag for (_, tag), _ in pairs]
     tag_vectors = embedder.encode(tags)
     per_namer, timings = {}, {}
