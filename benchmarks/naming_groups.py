@@ -39,6 +39,8 @@ def parse_args(argv):
     parser.add_argument("--adapter", default=None, help="tuned LLM namer: a folder from `journeys tune` "
                         "(default: the packaged adapter)")
     parser.add_argument("--candidates", type=int, default=None, help="LLM namer (default: the pipeline's)")
+    parser.add_argument("--max_titles", type=int, default=None, help="LLM namer: titles per prompt (default: the "
+                        "adapter's)")
     parser.add_argument("--quantize", default=None, choices=["none", "int8"], help="(default: the pipeline's)")
     parser.add_argument("--skip_grounded", type=float, default=None, help="(default: the pipeline's)")
     parser.add_argument("--bootstrap", type=int, default=2000)
@@ -96,6 +98,8 @@ def main(argv=None) -> None:
     }
     if args.adapter:
         llm_options["adapter"] = args.adapter
+    if args.max_titles:
+        llm_options["max_titles"] = args.max_titles
     tags = [tag for (_, tag), _ in pairs]
     tag_vectors = embedder.encode(tags)
     per_namer, timings = {}, {}
