@@ -122,13 +122,20 @@ def load_causal_lm(name_or_path: str | None = None, torch_threads: int | None = 
     return model, tokenizer
 
 
-def cache_keyword(model) -> str:
-    """The name a causal LM's forward and generate take a key/value cache by: ``cache`` in
-    transformers 5.2x, where ``past_key_values`` is deprecated; ``past_key_values`` before."""
+def forward_takes(model, argument: str) -> bool:
+    """Whether a causal LM's forward takes ``argument`` (a PEFT wrapper: its base model's); the names
+    moved between transformers versions."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return argument in inspect.signature(base.forward).parameters
+
+
+def cache_keyword(model) -> str:
+    """The name a causal LM's forward and generate take a key/value cache by, and its output returns
+    it under: ``cache`` in transformers 5.2x, where ``past_key_values`` is deprecated;
+    ``past_key_values`` before."""
+    return "cache" if forward_takes(model, "cache") else "past_key_values"
 
 
 def _packaged(entry: PackagedModel) -> Path:

@@ -89,8 +89,10 @@ class Generator:
         # The positions generate() would give: left padding does not count.
         positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
         cache = DynamicCache()
+        # Only the cache is wanted: no logits over the vocabulary for every prompt token.
+        keep = {"logits_to_keep": 1} if llms.forward_takes(self.model, "logits_to_keep") else {}
         self.model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
-                   position_ids=positions[:, :-1], use_cache=True, **{llms.cache_keyword(self.model): cache})
+                   position_ids=positions[:, :-1], use_cache=True, **{llms.cache_keyword(self.model): cache}, **keep)
         cache.batch_repeat_interleave(candidates)  # generate() orders the beams the same way
         return cache
 
