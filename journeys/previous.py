@@ -10,13 +10,11 @@ has an event in this run's input.
 
 from __future__ import annotations
 
-import datetime
 import json
 
 from journeys import io, schema
 from journeys.inputs import InputError, check_dataset
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+from journeys.validation import parse_timestamp
 
 
 def _exists(path: str) -> bool:
@@ -167,6 +165,4 @@ def extraction_folder(previous: str) -> str:
 def as_of(folder: str) -> int | None:
     """An extraction's as-of time in microseconds (the latest valid event it read), from its summary."""
     stamp = _read_json(io.join(folder, "summary.json")).get("as_of")
-    if stamp is None:
-        return None
-    return (datetime.datetime.fromisoformat(stamp) - _EPOCH) // datetime.timedelta(microseconds=1)
+    return None if stamp is None else parse_timestamp(stamp)

@@ -17,7 +17,6 @@ by its registered name, not by the local cache folder it was loaded from.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -32,10 +31,6 @@ STEPS = 150
 THREADS = 1
 VALIDATION_SHARE = 0.05
 KEPT_FILES = ("adapter_model.safetensors", "adapter_config.json", "journeys_adapter.json")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build(movielens_src: str, out: str, steps: int = STEPS) -> dict:
@@ -75,7 +70,7 @@ def build(movielens_src: str, out: str, steps: int = STEPS) -> dict:
     return {"out": out, "pairs": counts, "steps": steps, "torch_threads": THREADS,
             "metrics": result.metadata["metrics"], "training_seconds": result.training_seconds,
             "wall_seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time(), 1),
-            "sha256": sha256(target / "adapter_model.safetensors")}
+            "sha256": llms.file_sha256(target / "adapter_model.safetensors")}
 
 
 def main(argv: list[str] | None = None) -> None:
