@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import shutil
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pytest
 import torch
 from step_outputs import write_step_output
 
-from journeys import adapters, cli, io
+from journeys import adapters, cli, io, llms
 from journeys.embedding import Embedder
 from journeys.naming.base import KEYWORD_CHOSEN
 from journeys.naming.generation import load_generator
@@ -119,3 +120,22 @@ def test_the_tuned_namer_defaults_to_the_packaged_adapter_and_records_it(journey
     assert [r["name"] for r in runs[0]] == [r["name"] for r in runs[1]]  # greedy: the same input, the same names
     summary = json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))
     assert summary["config"]["namer"] == "fine-tuned" and summary["config"]["quantize"] == "int8"
+
+
+MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens-small")
+
+
+@pytest.mark.skipif(not os.path.isdir(MOVIELENS), reason="needs MovieLens ml-latest-small beside the project")
+def test_the_adapter_recipe_tunes_the_base_it_is_given_and_keeps_only_what_the_namer_reads(tiny_models, tmp_path):
+    from tuning.namer_adapter import KEPT_FILES, build
+
+    result = build(MOVIELENS, str(tmp_path / "adapter"), steps=2, base=tiny_models["llama"], torch_threads=1)
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == sorted(KEPT_FILES)
+    metadata = json.loads((tmp_path / "adapter" / "journeys_adapter.json").read_text())
+    peft_config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert metadata["config"]["base"] == peft_config["base_model_name_or_path"] == tiny_models["llama"]
+    assert metadata["config"]["steps"] == result["steps"] == 2 and result["base"] == tiny_models["llama"]
+    assert result["pairs"]["pairs"] > 500  # the bank, the sample's train topics and MovieLens tags
+    assert result["sha256"] == llms.file_sha256(tmp_path / "adapter" / "adapter_model.safetensors")
+    generator = load_generator(adapter=str(tmp_path / "adapter"))  # the tokenizer comes from the base
+    assert generator.generate(["Name this journey:"], 1, 3)[0] is not None
