@@ -85,6 +85,13 @@ def previous_named(previous: str) -> str:
     return named
 
 
+def named_encoder(previous: str) -> str | None:
+    """The sentence encoder the previous run grounded its names with (its summary's config), or
+    None where the summary does not say."""
+    folder = _resolve(previous, "name", "named", "named", "summary.json")
+    return _read_json(io.join(folder, "summary.json")).get("config", {}).get("encoder")
+
+
 def labels_folder(previous: str) -> str:
     """Where the previous export's labels are (no checks: see ``previous_labels``)."""
     return io.join(_resolve(previous, "export", "export", "journey_labels", "_manifest.json"), "journey_labels")

@@ -144,11 +144,16 @@ def _distinct_names(_user: str, records):
 class _CarryOver(beam.DoFn):
     """(user_id, {"journeys": [...], "previous": [named]}) -> named records whose previous name is carried
     over (tagged "carried"; the namer is not called for them) and, as the main output, the user's list of
-    journeys to name afresh, each with its status and the reason (``_status``, ``_reason``)."""
+    journeys to name afresh, each with its status and the reason (``_status``, ``_reason``).
 
-    def __init__(self, strategy: str, encoder: str, config: CarryConfig, torch_threads: int, previous_run: bool):
+    ``reuse_grounding``: the previous run grounded its names with this run's encoder, so a journey
+    whose centroid is unchanged (every journey of a user that a delta run carried) keeps its name's
+    recorded grounding; only names on a moved centroid are embedded again."""
+
+    def __init__(self, strategy: str, encoder: str, config: CarryConfig, torch_threads: int, previous_run: bool,
+                 reuse_grounding: bool = False):
         self.strategy, self.encoder, self.config, self.torch_threads = strategy, encoder, config, torch_threads
-        self.previous_run, self.embedder = previous_run, None
+        self.previous_run, self.reuse_grounding, self.embedder = previous_run, reuse_grounding, None
 
     def process(self, element):
         _, grouped = element
@@ -163,33 +168,44 @@ class _CarryOver(beam.DoFn):
                 to_name.append({**journey, "_status": status, "_reason": reason})
             else:
                 candidates.append((journey, previous_named, reason))
-        if candidates:
-            from journeys.naming.grounding import grounding_scores
-
-            if self.embedder is None:  # loaded only when some user has a name to carry over
-                self.embedder = Embedder(self.encoder, torch_threads=self.torch_threads)
-            try:
-                scores = grounding_scores(self.embedder, [p["name"] for _, p, _ in candidates],
-                                          [j for j, _, _ in candidates])
-            except ValueError as err:  # e.g. a centroid of the wrong width: the namer dead-letters it
-                scores = [None] * len(candidates)
-                failure = f"previous name's grounding cannot be computed: {err}"
-            for (journey, previous_named, reason), score in zip(candidates, scores):
-                if score is None:
-                    to_name.append({**journey, "_status": CHANGED, "_reason": failure})
-                    continue
-                carried, status, reason = carry_or_rename(score, reason, self.config)
-                if not carried:
-                    to_name.append({**journey, "_status": status, "_reason": reason})
-                    continue
-                yield beam.pvalue.TaggedOutput("carried", {
-                    **{k: journey[k] for k in schema.JOURNEYS.names},
-                    **{k: previous_named[k] for k in _CARRIED_FIELDS}, "grounding": score,
-                    "status": status, "naming_decision": "carried", "naming_reason": reason,
-                })
+        for (journey, previous_named, reason), score in zip(candidates, self._groundings(candidates)):
+            if isinstance(score, str):  # why it cannot be computed: the namer dead-letters the journey
+                to_name.append({**journey, "_status": CHANGED, "_reason": score})
+                continue
+            carried, status, reason = carry_or_rename(score, reason, self.config)
+            if not carried:
+                to_name.append({**journey, "_status": status, "_reason": reason})
+                continue
+            yield beam.pvalue.TaggedOutput("carried", {
+                **{k: journey[k] for k in schema.JOURNEYS.names},
+                **{k: previous_named[k] for k in _CARRIED_FIELDS}, "grounding": score,
+                "status": status, "naming_decision": "carried", "naming_reason": reason,
+            })
         if to_name:
             to_name.sort(key=lambda j: (j["first_ts"], j["journey_id"]))
             yield to_name
+
+    def _groundings(self, candidates: list[tuple[dict, dict, str]]) -> list[float | str]:
+        """Each previous name's grounding on its journey's centroid now, or why it cannot be computed."""
+        scores: list[float | str | None] = [
+            previous_named["grounding"] if self.reuse_grounding and previous_named["centroid"] == journey["centroid"]
+            else None
+            for journey, previous_named, _ in candidates]
+        moved = [index for index, score in enumerate(scores) if score is None]
+        if not moved:
+            return scores
+        from journeys.naming.grounding import grounding_scores
+
+        if self.embedder is None:  # loaded only when some name must be grounded again
+            self.embedder = Embedder(self.encoder, torch_threads=self.torch_threads)
+        try:
+            fresh = grounding_scores(self.embedder, [candidates[i][1]["name"] for i in moved],
+                                     [candidates[i][0] for i in moved])
+        except ValueError as err:  # e.g. a centroid of the wrong width
+            fresh = [f"previous name's grounding cannot be computed: {err}"] * len(moved)
+        for index, score in zip(moved, fresh):
+            scores[index] = score
+        return scores
 
 
 def _failed_batch(failure):
@@ -237,7 +253,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
         )
     carry = CarryConfig(opts.max_new_share, opts.min_carry_grounding)
     threads = torch_threads(options)
-    carry_over = _CarryOver(opts.namer, opts.encoder, carry, threads["threads"], bool(common.previous))
+    # Names grounded by the same encoder keep their grounding where the centroid has not moved.
+    reuse = bool(common.previous) and previous.named_encoder(common.previous) == opts.encoder
+    carry_over = _CarryOver(opts.namer, opts.encoder, carry, threads["threads"], bool(common.previous), reuse)
     split = per_user | "CarryOver" >> beam.ParDo(carry_over).with_outputs("carried", main="to_name")
     handler = NamerHandler(opts.namer, opts.batch_size, threads["threads"], **namer_options(opts))
     main, failures = split.to_name | "Name" >> RunInference(handler).with_exception_handling()

@@ -114,12 +114,39 @@ def test_carried_journeys_are_not_given_to_the_namer_and_say_why(runs):
         assert journey["naming_model"] == before["naming_model"]
         assert journey["template_version"] == before["template_version"]
         assert journey["grounding"] >= 0.3 and "grounding" in journey["naming_reason"]
+        if journey["centroid"] == before["centroid"]:  # the same encoder: its grounding is not computed again
+            assert journey["grounding"] == before["grounding"]
     for journey in fresh:
         if journey["journey_id"] in previous_names:
             assert journey["status"] == "changed" and journey["naming_reason"].startswith(
                 ("new items", "previous name's grounding"))
         else:
             assert journey["status"] == "new" and journey["naming_reason"] == "new journey"
+
+
+def test_a_name_on_an_unmoved_centroid_keeps_its_recorded_grounding_and_nothing_is_embedded(runs):
+    from journeys.lineage import CarryConfig
+
+    second = runs["base"] / "second"
+    journeys = _table(second, "extract/journeys")
+    named = {j["journey_id"]: j for j in _table(second, "named/named")}
+    user = max({j["user_id"] for j in journeys}, key=lambda u: sum(j["user_id"] == u for j in journeys))
+    element = (user, {"journeys": [j for j in journeys if j["user_id"] == user],
+                      "previous": [n for n in named.values() if n["user_id"] == user]})
+
+    def carried(reuse: bool):
+        carry_over = name._CarryOver("keywords", "all-MiniLM-L6-v2", CarryConfig(), 1, True, reuse)
+        out = {r.value["journey_id"]: r.value["grounding"] for r in carry_over.process(element)
+               if getattr(r, "tag", None) == "carried"}
+        return out, carry_over.embedder
+
+    reused, embedder = carried(reuse=True)
+    assert len(reused) == len(element[1]["journeys"]) >= 2 and embedder is None
+    assert all(score == named[journey_id]["grounding"] for journey_id, score in reused.items())
+    # Another encoder in the previous run: every name is grounded again, to what was recorded.
+    computed, embedder = carried(reuse=False)
+    assert embedder is not None and computed.keys() == reused.keys()
+    assert all(abs(computed[j] - reused[j]) < 1e-5 for j in reused)
 
 
 def test_the_export_has_status_version_ended_labels_and_the_lineage_under_the_manifest(runs, split):
