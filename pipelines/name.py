@@ -130,15 +130,29 @@ _CARRIED_FIELDS = ("name", "naming_strategy", "naming_model", "adapter", "templa
                    "fallback_reason")
 
 
-def _distinct_names(_user: str, records):
-    """One user's named journeys with distinct names: carried names stay (consumers already hold
-    them); a fresh name that repeats one is numbered, as the namers number their own repeats."""
-    from journeys.naming.validation import dedupe
+class _DistinctNames(beam.DoFn):
+    """(user_id, named records) -> the user's records with distinct names: carried names stay
+    (consumers already hold them); a fresh name that repeats one is numbered, as the namers number
+    their own repeats, and grounded again, so that a record's grounding is always its name's."""
 
-    ordered = sorted(records, key=lambda r: (r["naming_decision"] != "carried", r["first_ts"], r["journey_id"]))
-    names = dedupe([r["name"] for r in ordered], [r["user_id"] for r in ordered], [[] for _ in ordered])
-    for record, name in zip(ordered, names):
-        yield record if name == record["name"] else {**record, "name": name}
+    def __init__(self, encoder: str, torch_threads: int):
+        self.encoder, self.torch_threads, self.embedder = encoder, torch_threads, None
+
+    def process(self, element):
+        from journeys.naming.grounding import grounding_scores
+        from journeys.naming.validation import dedupe
+
+        _, records = element
+        ordered = sorted(records, key=lambda r: (r["naming_decision"] != "carried", r["first_ts"], r["journey_id"]))
+        names = dedupe([r["name"] for r in ordered], [r["user_id"] for r in ordered], [[] for _ in ordered])
+        renamed = [index for index, (record, name) in enumerate(zip(ordered, names)) if name != record["name"]]
+        if renamed:
+            if self.embedder is None:  # loaded only when some user's names repeat
+                self.embedder = Embedder(self.encoder, torch_threads=self.torch_threads)
+            scores = grounding_scores(self.embedder, [names[i] for i in renamed], [ordered[i] for i in renamed])
+            for index, score in zip(renamed, scores):
+                ordered[index] = {**ordered[index], "name": names[index], "grounding": score}
+        yield from ordered
 
 
 class _CarryOver(beam.DoFn):
@@ -268,7 +282,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             named
             | "KeyNamedByUser" >> beam.Map(lambda r: (r["user_id"], r))
             | "GroupNamedByUser" >> beam.GroupByKey()
-            | "DistinctNames" >> beam.FlatMapTuple(_distinct_names)
+            | "DistinctNames" >> beam.ParDo(_DistinctNames(opts.encoder, threads["threads"]))
         )
     dead = failures.failed_inferences | "FailedToDeadLetters" >> beam.FlatMap(_failed_batch)
     written = (

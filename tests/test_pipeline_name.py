@@ -35,3 +35,23 @@ def test_a_journey_that_cannot_be_named_is_dead_lettered_not_lost(journeys_dir, 
     dead = io.read_table(str(tmp_path / "out" / "dead_letter")).to_pylist()
     assert rows[0]["user_id"] in {d["user_id"] for d in dead}
     assert all(d["reason"] == "naming_failed" and "centroid" in d["detail"] for d in dead)
+
+
+def test_a_fresh_name_that_repeats_a_carried_one_is_numbered_and_grounded_as_numbered(journeys_dir):
+    from journeys.embedding import Embedder
+    from journeys.naming.grounding import grounding_scores
+
+    rows = io.read_table(journeys_dir).to_pylist()
+    user = next(r["user_id"] for r in rows if sum(o["user_id"] == r["user_id"] for o in rows) >= 2)
+    first, second = [r for r in rows if r["user_id"] == user][:2]
+    carried = {**first, "name": "Crime Thriller", "grounding": 0.5, "naming_decision": "carried"}
+    fresh = {**second, "name": "Crime Thriller", "grounding": 0.6, "naming_decision": "named"}
+    distinct = name._DistinctNames("all-MiniLM-L6-v2", 1)
+    unique = list(distinct.process((user, [{**carried, "name": "Heist Films"}, fresh])))
+    assert {r["name"] for r in unique} == {"Heist Films", "Crime Thriller"} and distinct.embedder is None
+    out = {r["journey_id"]: r for r in distinct.process((user, [fresh, carried]))}
+    assert out[first["journey_id"]] == carried  # consumers already hold the carried name
+    renamed = out[second["journey_id"]]
+    assert renamed["name"] == "Crime Thriller (2)"
+    expected = grounding_scores(Embedder("all-MiniLM-L6-v2"), ["Crime Thriller (2)"], [second])[0]
+    assert abs(renamed["grounding"] - expected) < 1e-6 and renamed["grounding"] != fresh["grounding"]
