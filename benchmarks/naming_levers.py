@@ -90,7 +90,7 @@ def main(argv=None) -> None:
         prompt_per_beam = options.pop(PROMPT_PER_BEAM, False)
         namer = create_namer("fine-tuned", embedder=embedder, torch_threads=args.torch_threads, **options)
         if prompt_per_beam:
-            namer.generator._shared_prompt_cache = lambda batch, candidates: None
+            namer.generator._shared_prompt_cache = lambda batch, candidates: {}
         namer.name(journeys[:2])  # warm up: first calls allocate
         namer.generator.prompt_tokens = namer.generator.generated_tokens = 0
         started, cpu = time.perf_counter(), time.process_time()

@@ -160,7 +160,7 @@ def test_beams_that_share_the_prompt_pass_answer_as_a_plain_beam_search(journeys
     generator = load_generator(tiny_models[kind])
     prompts = [f"Items: {' | '.join(j['representative_titles'][:n])}\nName:" for n, j in zip((1, 4, 2), journeys[:3])]
     shared = generator.generate_candidates(prompts, batch_size=3, max_new_tokens=5, candidates=4)
-    generator._shared_prompt_cache = lambda batch, candidates: None  # generate() alone, every beam its own prompt
+    generator._shared_prompt_cache = lambda batch, candidates: {}  # generate() alone, every beam its own prompt
     plain = generator.generate_candidates(prompts, batch_size=3, max_new_tokens=5, candidates=4)
     assert shared == plain and [len(answers) for answers in shared] == [4, 4, 4]
 

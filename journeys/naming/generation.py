@@ -57,10 +57,9 @@ class Generator:
             batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                                    truncation=True, max_length=MAX_INPUT_TOKENS)
             with torch.inference_mode():
-                cache = self._shared_prompt_cache(batch, candidates)
                 output = self.model.generate(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    **({} if cache is None else {llms.cache_keyword(self.model): cache}),
+                    **self._shared_prompt_cache(batch, candidates),
                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=candidates,
                     num_return_sequences=candidates, eos_token_id=stop, pad_token_id=self.tokenizer.pad_token_id)
             output = output[:, batch["input_ids"].shape[1]:]  # keep only what was generated
@@ -71,30 +70,31 @@ class Generator:
                 texts[index] = decoded[position * candidates:(position + 1) * candidates]
         return [texts[i] for i in range(len(prompts))]
 
-    def _shared_prompt_cache(self, batch, candidates: int):
-        """For a beam search, the prompts' key/value cache computed once and copied to every beam.
+    def _shared_prompt_cache(self, batch, candidates: int) -> dict:
+        """For a beam search, the prompts' key/value cache computed once and copied to every beam, as
+        the keyword argument ``generate`` takes it by.
 
         ``generate`` copies each prompt ``candidates`` times before its first forward pass, so the
         prompt (most of the work: answers are a few tokens) would be run once per beam. Here the
         prompt, all but its last token, runs once; the cache is repeated per beam, and ``generate``
         runs only the last token. In float32 the answers are those of the plain beam search; with
         int8 activations, whose scale is taken per forward pass, they can differ in the last bits.
-        None (``generate`` does it all) for greedy, prompt tuning (its virtual tokens are added
+        Nothing (``generate`` does it all) for greedy, prompt tuning (its virtual tokens are added
         inside the model) and one-token prompts."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         if candidates == 1 or self.virtual_tokens or input_ids.shape[1] < 2:
-            return None
+            return {}
         from transformers import DynamicCache
 
         # The positions generate() would give: left padding does not count.
         positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
-        cache = DynamicCache()
+        keyword, cache = llms.cache_keyword(self.model), DynamicCache()
         # Only the cache is wanted: no logits over the vocabulary for every prompt token.
         keep = {"logits_to_keep": 1} if llms.forward_takes(self.model, "logits_to_keep") else {}
         self.model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
-                   position_ids=positions[:, :-1], use_cache=True, **{llms.cache_keyword(self.model): cache}, **keep)
+                   position_ids=positions[:, :-1], use_cache=True, **{keyword: cache}, **keep)
         cache.batch_repeat_interleave(candidates)  # generate() orders the beams the same way
-        return cache
+        return {keyword: cache}
 
     def stop_token_ids(self) -> list[int]:
         """End of sequence, and the tokens that are a line break: a name is one line."""
